@@ -1,0 +1,5 @@
+import sys
+
+from shiftcraft.cli import main
+
+sys.exit(main())

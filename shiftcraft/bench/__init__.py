@@ -1,0 +1,46 @@
+"""Benchmark registry: ``shiftcraft bench <name> [options] [--json]``.
+
+Each benchmark module has ``add_arguments(parser)`` and ``run(args) -> dict``.
+Progress goes to stderr; the result is one JSON object on stdout (``--json``)
+or readable ``key: value`` lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+
+BENCHES: dict[str, tuple[str, str]] = {
+    "worldgen": ("shiftcraft.bench.worldgen", "terrain sections generated per second, wire size"),
+    "tick": ("shiftcraft.bench.tick", "server TPS and tick times with N bot processes"),
+    "store": ("shiftcraft.bench.store", "edits committed per second through group commit"),
+}
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in BENCHES:
+        print("usage: shiftcraft bench <name> [options] [--json]\n\nbenchmarks:")
+        for name, (_, help_) in BENCHES.items():
+            print(f"  {name:<12} {help_}")
+        return 0 if not argv or argv[0] in ("-h", "--help") else 2
+    name = argv[0]
+    module = importlib.import_module(BENCHES[name][0])
+    parser = argparse.ArgumentParser(prog=f"shiftcraft bench {name}")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    module.add_arguments(parser)
+    args = parser.parse_args(argv[1:])
+    result = module.run(args)
+    result = {"bench": name, **result}
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key}: {value}")
+    return 0
+
+
+def progress(msg: str) -> None:
+    """Benchmarks report progress on stderr so stdout stays one JSON object."""
+    print(msg, file=sys.stderr, flush=True)
