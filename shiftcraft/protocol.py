@@ -1,6 +1,6 @@
 """Every message of the sim protocol, defined once and validated on receipt.
 
-Frames are binary websocket messages holding one msgpack map. The key ``t``
+Frames are binary websocket messages holding one msgpack map. The key ``type``
 names the message type; the other keys are the dataclass fields below.
 Optional fields (those with defaults) may be left out on the wire — the
 encoder leaves out empty lists to keep per-tick updates small. Unknown keys,
@@ -167,7 +167,7 @@ class Message:
     TYPE: ClassVar[str] = ""
 
     def to_wire(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"t": self.TYPE}
+        d: dict[str, Any] = {"type": self.TYPE}
         for f in fields(self):
             v = getattr(self, f.name)
             if f.default_factory is not MISSING and not v:
@@ -330,7 +330,7 @@ def from_wire(obj: Any) -> Message:
     """Validate an unpacked msgpack object and build its message."""
     if not isinstance(obj, dict):
         raise ProtocolError("malformed", "a frame must be a msgpack map")
-    t = obj.get("t")
+    t = obj.get("type")
     cls = MESSAGES.get(t) if isinstance(t, str) else None
     if cls is None:
         raise ProtocolError("unknown_type", f"unknown message type {t!r}")
@@ -343,7 +343,7 @@ def from_wire(obj: Any) -> Message:
         elif required:
             raise ProtocolError("bad_field", f"{t}: missing field {name!r}")
     if seen != len(obj):
-        known = {name for name, _, _ in _field_table(cls)} | {"t"}
+        known = {name for name, _, _ in _field_table(cls)} | {"type"}
         extra = sorted(str(k) for k in obj if k not in known)
         raise ProtocolError("bad_field", f"{t}: unknown field(s) {', '.join(extra)}")
     return cls(**kwargs)
