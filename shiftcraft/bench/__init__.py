@@ -16,6 +16,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     "worldgen": ("shiftcraft.bench.worldgen", "terrain sections generated per second, wire size"),
     "tick": ("shiftcraft.bench.tick", "server TPS and tick times with N bot processes"),
     "store": ("shiftcraft.bench.store", "edits committed per second through group commit"),
+    "render": ("shiftcraft.bench.render", "ray-caster FPS and frame times at 360p and 720p"),
 }
 
 
