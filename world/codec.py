@@ -18,10 +18,10 @@ Why this shape (measured on generated surface sections, see
 ``shiftcraft bench worldgen``): a terrain column is a few long vertical runs
 (stone, dirt, grass, air), so y-fastest order gives deflate long repeats;
 bit-packing shrinks the input deflate has to describe. Against the first
-format (byte indices in ``[y, z, x]`` order, level 6) the median surface
-section went from 129 B to 100 B and the p95 from 357 B to 289 B. Raw
-deflate would save 6 more bytes, but the checksum makes corrupted or foreign
-bytes fail loudly.
+format (byte indices in ``[y, z, x]`` order, level 6), on 493 surface sections
+of seed 99, the median went from 129 B to 99 B and the p95 from 357 B to
+288 B. Raw deflate would save 6 more bytes, but the checksum makes corrupted
+or foreign bytes fail loudly.
 
 Decoding validates everything (kind, sizes, palette order and ids, index
 range, trailing bytes) and bounds decompression, so hostile bytes raise
