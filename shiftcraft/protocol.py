@@ -116,13 +116,27 @@ def blob(max_len: int) -> Check:
     return check
 
 
+def _locate(name: str, values: Any, checks: Any) -> None:
+    """Re-run failing element checks with indexed names, for a precise error.
+
+    The happy path passes the bare field name down, so validating a frame
+    never formats a string per element; only a frame that fails pays for it.
+    """
+    for i, (c, x) in enumerate(zip(checks, values, strict=True)):
+        c(f"{name}[{i}]", x)
+
+
 def tuple_of(*items: Check) -> Check:
     """A fixed-length array whose elements have their own checks."""
 
     def check(name: str, v: Any) -> tuple:
         if type(v) not in (list, tuple) or len(v) != len(items):
             raise _bad(name, f"expected array of {len(items)}")
-        return tuple(c(f"{name}[{i}]", x) for i, (c, x) in enumerate(zip(items, v, strict=True)))
+        try:
+            return tuple([c(name, x) for c, x in zip(items, v, strict=True)])
+        except ProtocolError:
+            _locate(name, v, items)
+            raise
 
     return check
 
@@ -133,7 +147,11 @@ def list_of(item: Check, max_len: int) -> Check:
             raise _bad(name, f"expected array, got {type(v).__name__}")
         if len(v) > max_len:
             raise _bad(name, f"more than {max_len} items")
-        return [item(f"{name}[{i}]", x) for i, x in enumerate(v)]
+        try:
+            return [item(name, x) for x in v]
+        except ProtocolError:
+            _locate(name, v, [item] * len(v))
+            raise
 
     return check
 

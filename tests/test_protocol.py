@@ -39,8 +39,14 @@ def test_update_leaves_out_empty_lists():
         (msgpack.packb({"type": "ping", "id": -1}), "bad_field"),
         (msgpack.packb({"type": "ping", "id": 1, "extra": 2}), "bad_field"),
         (msgpack.packb({"type": "input", "frames": [[1, 9.0, 0, 0, 0, 0, 0]]}), "bad_field"),
-        (msgpack.packb({"type": "input", "frames": [[1, 0.05, 0, 0, float("nan"), 0, 0]]}), "bad_field"),
-        (msgpack.packb({"type": "hello", "version": 1, "role": "player", "name": "a b"}), "bad_field"),
+        (
+            msgpack.packb({"type": "input", "frames": [[1, 0.05, 0, 0, float("nan"), 0, 0]]}),
+            "bad_field",
+        ),
+        (
+            msgpack.packb({"type": "hello", "version": 1, "role": "player", "name": "a b"}),
+            "bad_field",
+        ),
         (msgpack.packb({"type": "ping", "id": 1, "t2": b"x" * 20000}), "too_large"),
         (b"\x91" * 20000, "too_large"),
         (b"\x91" * 3000 + b"\x01", "malformed"),

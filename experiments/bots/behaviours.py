@@ -1,0 +1,329 @@
+"""What bots do: one small class per behaviour, found by name in `BEHAVIOURS`.
+
+A behaviour turns the bot's authoritative state into one `Intent` per input
+frame (20 Hz): movement, look direction, and any edit requests. It never
+touches the network. To add a behaviour (idle, explore, follow, tnt, replay),
+subclass `Behaviour`, set ``name``, implement `step`, and decorate it with
+`register`; declare ``needs_world`` / ``needs_entities`` when it reads the
+world replica or other players, so bots that do not need them skip that
+work.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar
+
+from world.blocks import BLOCKS, BlockId
+from world.physics import EYE_HEIGHT, HALF_WIDTH, PLAYER_HEIGHT, WALK_SPEED
+
+if TYPE_CHECKING:
+    from experiments.bots.bot import Bot
+
+TAU = 2.0 * math.pi
+
+
+@dataclass(slots=True)
+class EditRequest:
+    action: str  # "place" | "break" | "ignite"
+    x: int
+    y: int
+    z: int
+    block: int = 0
+
+    @property
+    def pos(self) -> tuple[int, int, int]:
+        return (self.x, self.y, self.z)
+
+
+@dataclass(slots=True)
+class EditResult:
+    """The server's answer to one of our `EditRequest`s."""
+
+    request: EditRequest
+    ok: bool
+    block_now: int  # the true block at the target after the edit (or its refusal)
+    reason: str
+    latency_s: float
+
+
+@dataclass(slots=True)
+class Intent:
+    """One input frame's worth of decisions."""
+
+    forward: float = 0.0
+    strafe: float = 0.0
+    yaw: float = 0.0
+    pitch: float = 0.0
+    jump: bool = False
+    sneak: bool = False
+    fly: bool = False
+    sprint: bool = False
+    edits: list[EditRequest] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class BehaviourOptions:
+    """Knobs shared by all behaviours (the CLI sets them)."""
+
+    box: float = 16.0  # half-size in blocks of the square around spawn that walkers keep to
+    edit_interval: float = 1.0  # mean seconds between edits (build)
+    reach: float = 4.5  # blocks from the eye to a target's centre; the server allows 6
+    max_placed: int = 8  # build: own blocks standing before it prefers breaking
+
+
+class Behaviour:
+    """Base class. One instance per bot, with the bot's own seeded RNG."""
+
+    name: ClassVar[str] = ""
+    needs_world: ClassVar[bool] = False  # keep a replica of received sections
+    needs_entities: ClassVar[bool] = False  # track other players' positions
+
+    def __init__(self, rng: random.Random, options: BehaviourOptions) -> None:
+        self.rng = rng
+        self.options = options
+
+    def start(self, bot: Bot) -> None:
+        """Called once after welcome; ``bot.pos`` is the spawn position."""
+
+    def step(self, bot: Bot, now: float, dt: float) -> Intent:
+        """The next input frame. ``now`` is loop time, ``dt`` the time it covers."""
+        raise NotImplementedError
+
+    def on_edit_result(self, bot: Bot, result: EditResult) -> None:
+        """The server acknowledged or refused one of our edits."""
+
+
+BEHAVIOURS: dict[str, type[Behaviour]] = {}
+
+
+def register(cls: type[Behaviour]) -> type[Behaviour]:
+    if not cls.name or cls.name in BEHAVIOURS:
+        raise ValueError(f"behaviour name {cls.name!r} is empty or taken")
+    BEHAVIOURS[cls.name] = cls
+    return cls
+
+
+def _wrap(angle: float) -> float:
+    """Angle in (-pi, pi]."""
+    return (angle + math.pi) % TAU - math.pi
+
+
+@register
+class Walk(Behaviour):
+    """A bounded random walk around spawn.
+
+    Walks forward while the heading drifts: a new target heading every 1–4 s,
+    turned towards at a finite rate, so yaw changes on most frames like a
+    player's mouse. Near the edge of the box it heads back towards the
+    centre; it jumps when blocked (a step or a wall) and now and then for no
+    reason, and pauses briefly from time to time.
+    """
+
+    name = "walk"
+    TURN_RATE = 3.0  # rad/s
+    STUCK_SPEED = 0.3 * WALK_SPEED  # below this while walking: try jumping
+
+    def __init__(self, rng: random.Random, options: BehaviourOptions) -> None:
+        super().__init__(rng, options)
+        self.center = (0.0, 0.0)
+        self.yaw = 0.0
+        self.target_yaw = 0.0
+        self.pitch = 0.0
+        self.next_turn = 0.0
+        self.pause_until = 0.0
+        self._last_pos: tuple[float, float, float] | None = None
+        self._slow_for = 0.0
+
+    def start(self, bot: Bot) -> None:
+        self.center = (bot.spawn[0], bot.spawn[2])
+        self.yaw = self.target_yaw = self.rng.uniform(-math.pi, math.pi)
+        self.pitch = self.rng.uniform(-0.3, 0.1)
+
+    def step(self, bot: Bot, now: float, dt: float) -> Intent:
+        rng = self.rng
+        x, _, z = bot.pos
+        dx, dz = self.center[0] - x, self.center[1] - z
+        # Turn back a little inside the edge: at walking speed and 3 rad/s a
+        # U-turn takes ~1 s, so the walker overshoots the turning line by ~2 blocks.
+        edge = max(1.0, self.options.box - 3.0)
+        if abs(dx) > edge or abs(dz) > edge:
+            self.target_yaw = math.atan2(dx, dz) + rng.uniform(-0.4, 0.4)
+            self.next_turn = now + rng.uniform(0.5, 1.5)
+        elif now >= self.next_turn:
+            self.target_yaw = self.yaw + rng.uniform(-1.5, 1.5)
+            self.next_turn = now + rng.uniform(1.0, 4.0)
+            if rng.random() < 0.08:
+                self.pause_until = now + rng.uniform(0.5, 2.0)
+        turn = _wrap(self.target_yaw - self.yaw)
+        max_turn = self.TURN_RATE * dt
+        self.yaw = _wrap(self.yaw + max(-max_turn, min(max_turn, turn)))
+        self.pitch = max(-0.6, min(0.4, self.pitch + rng.uniform(-0.02, 0.02)))
+
+        walking = now >= self.pause_until
+        # Stuck detection on the authoritative position: walking but barely moving.
+        speed = 0.0
+        if self._last_pos is not None and dt > 0:
+            lx, _, lz = self._last_pos
+            speed = math.hypot(x - lx, z - lz) / dt
+        self._last_pos = bot.pos
+        self._slow_for = self._slow_for + dt if walking and speed < self.STUCK_SPEED else 0.0
+        jump = walking and bot.on_ground and (self._slow_for > 0.25 or rng.random() < 0.005)
+        if self._slow_for > 1.5:  # jumping did not help: pick another way
+            self.target_yaw = self.yaw + math.pi + rng.uniform(-1.0, 1.0)
+            self._slow_for = 0.0
+        return Intent(forward=1.0 if walking else 0.0, yaw=self.yaw, pitch=self.pitch, jump=jump)
+
+
+# Blocks builders place: solid, not falling (so "placed" stays where it was put).
+BUILD_BLOCKS = (
+    BlockId.PLANKS,
+    BlockId.BRICK,
+    BlockId.GLASS,
+    BlockId.COBBLESTONE,
+    BlockId.STONE,
+    BlockId.WOOD,
+)
+
+
+@register
+class Build(Walk):
+    """Walks (as `Walk`) and about once per `edit_interval` places or breaks a block.
+
+    Targets come from the bot's replica and its authoritative position: a
+    placement goes on top of the highest solid block of a nearby column,
+    within reach and clear of the bot's own body; a break takes one of the
+    bot's own acknowledged blocks still in reach (so the world around spawn
+    does not get dug away), or a natural surface block when it has none.
+    """
+
+    name = "build"
+    needs_world = True
+
+    def __init__(self, rng: random.Random, options: BehaviourOptions) -> None:
+        super().__init__(rng, options)
+        self.next_edit: float | None = None
+        self.placed: list[tuple[int, int, int, int]] = []  # acknowledged: x, y, z, block
+
+    def step(self, bot: Bot, now: float, dt: float) -> Intent:
+        intent = super().step(bot, now, dt)
+        if self.next_edit is None:  # first frame: desynchronise bots that joined together
+            self.next_edit = now + self.rng.uniform(0.2, 1.0) * self.options.edit_interval
+        if now < self.next_edit:
+            return intent
+        request = self.choose_edit(bot)
+        if request is not None:
+            intent.edits.append(request)
+        self.next_edit = now + self.options.edit_interval * self.rng.uniform(0.6, 1.4)
+        return intent
+
+    # -- target selection ---------------------------------------------------------
+    def choose_edit(self, bot: Bot) -> EditRequest | None:
+        world = bot.world
+        if world is None or not len(world):
+            return None
+        x, y, z = bot.pos
+        eye = (x, y + EYE_HEIGHT, z)
+        reach = self.options.reach
+        self.placed = [p for p in self.placed if _dist2(eye, p) <= (3 * reach) ** 2]
+        own = [
+            p for p in self.placed if _dist2(eye, p) <= reach**2 and world.get_block(*p[:3]) == p[3]
+        ]
+        prefer_break = len(self.placed) >= self.options.max_placed or self.rng.random() < 0.4
+        if own and prefer_break:
+            px, py, pz, _ = self.rng.choice(own)
+            return EditRequest("break", px, py, pz)
+        target = self._placement(bot, eye)
+        if target is not None:
+            return EditRequest("place", *target, block=int(self.rng.choice(BUILD_BLOCKS)))
+        if own:
+            px, py, pz, _ = self.rng.choice(own)
+            return EditRequest("break", px, py, pz)
+        return self._natural_break(bot, eye)
+
+    def _placement(self, bot: Bot, eye: tuple[float, float, float]) -> tuple[int, int, int] | None:
+        world = bot.world
+        assert world is not None
+        x, y, z = bot.pos
+        fx, fy, fz = math.floor(x), math.floor(y), math.floor(z)
+        reach2 = self.options.reach**2
+        for _ in range(8):
+            bx = fx + self.rng.randint(-3, 3)
+            bz = fz + self.rng.randint(-3, 3)
+            top = _column_top(world, bx, fy + 2, fy - 4, bz)
+            if top is None:
+                continue
+            target = (bx, top + 1, bz)
+            above = world.get_block(*target)
+            if above is None or not BLOCKS.replaceable[above]:
+                continue
+            if _dist2(eye, target) > reach2 or _near_body(bot.pos, target):
+                continue
+            return target
+        return None
+
+    def _natural_break(self, bot: Bot, eye: tuple[float, float, float]) -> EditRequest | None:
+        world = bot.world
+        assert world is not None
+        x, y, z = bot.pos
+        fx, fy, fz = math.floor(x), math.floor(y), math.floor(z)
+        for _ in range(8):
+            bx = fx + self.rng.randint(-3, 3)
+            bz = fz + self.rng.randint(-3, 3)
+            if abs(bx + 0.5 - x) < 1.5 and abs(bz + 0.5 - z) < 1.5:
+                continue  # not the ground we stand on
+            top = _column_top(world, bx, fy + 2, fy - 4, bz)
+            if top is None:
+                continue
+            block = world.get_block(bx, top, bz)
+            if block is None or not BLOCKS.get(block).breakable:
+                continue
+            if _dist2(eye, (bx, top, bz)) <= self.options.reach**2:
+                return EditRequest("break", bx, top, bz)
+        return None
+
+    def on_edit_result(self, bot: Bot, result: EditResult) -> None:
+        req = result.request
+        if not result.ok:
+            return
+        if req.action == "place":
+            self.placed.append((req.x, req.y, req.z, req.block))
+        elif req.action == "break":
+            self.placed = [p for p in self.placed if p[:3] != req.pos]
+
+
+def _dist2(eye: tuple[float, float, float], block: tuple[int, ...]) -> float:
+    """Squared distance from the eye to the centre of a block."""
+    return (
+        (block[0] + 0.5 - eye[0]) ** 2
+        + (block[1] + 0.5 - eye[1]) ** 2
+        + (block[2] + 0.5 - eye[2]) ** 2
+    )
+
+
+def _column_top(world, x: int, y_from: int, y_to: int, z: int) -> int | None:
+    """The highest solid block scanning ``y_from`` down to ``y_to``; None if unknown or none."""
+    for y in range(y_from, y_to - 1, -1):
+        block = world.get_block(x, y, z)
+        if block is None:
+            return None
+        if BLOCKS.solid[block]:
+            return y
+    return None
+
+
+def _near_body(pos: tuple[float, float, float], block: tuple[int, int, int]) -> bool:
+    """Would the block touch the bot's body, with a margin for where it will be next tick?"""
+    margin = 0.5  # ~2 ticks of walking
+    x, y, z = pos
+    bx, by, bz = block
+    return (
+        x - HALF_WIDTH - margin < bx + 1
+        and x + HALF_WIDTH + margin > bx
+        and y - margin < by + 1
+        and y + PLAYER_HEIGHT + margin > by
+        and z - HALF_WIDTH - margin < bz + 1
+        and z + HALF_WIDTH + margin > bz
+    )

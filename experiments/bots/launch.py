@@ -1,0 +1,268 @@
+"""Start the sim server and bot processes as real child processes, and stop them.
+
+The tick bench, the demo and (later) experiments run every node as its own
+process over real websockets. This module owns that plumbing once:
+
+* children start in their own session (a terminal ^C reaches only us, and we
+  stop them in order: bots first, then the server) and, on Linux, with a
+  parent-death signal, so even a ``kill -9`` of the parent leaves no orphans;
+* their stdout/stderr are read continuously (a full pipe would stall them),
+  line by line, into callbacks and a short tail kept for error messages;
+* `stop` sends SIGINT, waits, then SIGKILLs the whole process group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import json
+import os
+import re
+import signal
+import sys
+import urllib.request
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+LISTENING_RE = re.compile(r"listening on (ws://[^\s]+)")
+# (stream name, line) -> True when the line was consumed (kept out of the tail).
+LineHandler = Callable[[str, str], bool | None]
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def python_cmd(*args: str) -> list[str]:
+    """``python -m shiftcraft ARGS`` with this interpreter (the venv's)."""
+    return [sys.executable, "-m", "shiftcraft", *args]
+
+
+@dataclass
+class Child:
+    """A child process whose output lines go to ``on_line`` and a tail."""
+
+    name: str
+    proc: asyncio.subprocess.Process
+    on_line: LineHandler | None = None
+    tail: deque[str] = field(default_factory=lambda: deque(maxlen=40))
+    _readers: list[asyncio.Task] = field(default_factory=list)
+
+    @classmethod
+    async def spawn(
+        cls,
+        name: str,
+        cmd: Sequence[str],
+        on_line: LineHandler | None = None,
+        env: dict[str, str] | None = None,
+    ) -> Child:
+        proc = await asyncio.create_subprocess_exec(
+            *cmd,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        )
+        child = cls(name, proc, on_line)
+        assert proc.stdout is not None and proc.stderr is not None
+        child._readers = [
+            asyncio.create_task(child._read(proc.stdout, "stdout"), name=f"{name}-stdout"),
+            asyncio.create_task(child._read(proc.stderr, "stderr"), name=f"{name}-stderr"),
+        ]
+        return child
+
+    async def _read(self, stream: asyncio.StreamReader, which: str) -> None:
+        while True:
+            try:
+                raw = await stream.readline()
+            except ValueError:  # a line over the stream limit: skip it
+                continue
+            if not raw:
+                return
+            line = raw.decode(errors="replace").rstrip()
+            if self.on_line is None or not self.on_line(which, line):
+                self.tail.append(f"{which}: {line}")
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def running(self) -> bool:
+        return self.proc.returncode is None
+
+    def tail_text(self) -> str:
+        return "\n".join(f"  [{self.name}] {line}" for line in self.tail)
+
+    async def stop(self, sig: int = signal.SIGINT, timeout: float = 10.0) -> int:
+        """Ask politely, wait, then kill the process group. Returns the exit code."""
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(sig)
+            try:
+                async with asyncio.timeout(timeout):
+                    await self.proc.wait()
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                await self.proc.wait()
+        # The pipes close with the process; let the readers drain what is left.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2.0):
+                await asyncio.gather(*self._readers, return_exceptions=True)
+        for task in self._readers:
+            task.cancel()
+        return self.proc.returncode  # type: ignore[return-value]
+
+    def kill_now(self) -> None:
+        """Synchronous last resort (interpreter shutting down)."""
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+@dataclass
+class ServerProcess:
+    child: Child
+    url: str  # ws://host:port
+
+    @property
+    def http_url(self) -> str:
+        return "http://" + self.url.removeprefix("ws://").rstrip("/")
+
+    @classmethod
+    async def start(
+        cls,
+        args: Sequence[str],
+        timeout: float = 60.0,
+        on_line: LineHandler | None = None,
+    ) -> ServerProcess:
+        """Start ``shiftcraft server ARGS``; returns once it prints ``listening on ws://...``."""
+        found: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+        def watch(which: str, line: str) -> bool | None:
+            if not found.done():
+                m = LISTENING_RE.search(line)
+                if m:
+                    found.set_result(m.group(1))
+            return on_line(which, line) if on_line is not None else None
+
+        child = await Child.spawn("server", python_cmd("server", *args), watch)
+        try:
+            async with asyncio.timeout(timeout):
+                exited = asyncio.ensure_future(child.proc.wait())
+                try:
+                    await asyncio.wait({found, exited}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    exited.cancel()
+            if not found.done():
+                await child.stop()
+                raise RuntimeError(
+                    f"server exited with code {child.proc.returncode} before listening:\n"
+                    + child.tail_text()
+                )
+        except TimeoutError:
+            await child.stop()
+            raise RuntimeError(
+                f"server did not print 'listening on' within {timeout:g} s:\n" + child.tail_text()
+            ) from None
+        except BaseException:
+            await asyncio.shield(child.stop(timeout=3.0))
+            raise
+        return cls(child, found.result())
+
+    async def stats(self, timeout: float = 5.0) -> dict[str, Any]:
+        return await fetch_json(self.http_url + "/stats", timeout)
+
+
+def _get_json(url: str, timeout: float) -> dict[str, Any]:
+    # No proxies: the server is ours, usually on loopback.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(url, timeout=timeout) as resp:
+        return json.loads(resp.read())
+
+
+async def fetch_json(url: str, timeout: float = 5.0) -> dict[str, Any]:
+    return await asyncio.to_thread(_get_json, url, timeout)
+
+
+@dataclass
+class BotsProcess:
+    """``shiftcraft bots ... --json``: its progress lines, then its summary."""
+
+    child: Child
+    count: int
+    progress: dict[str, Any] = field(default_factory=dict)  # latest progress line
+    summary: dict[str, Any] | None = None
+
+    @classmethod
+    async def start(
+        cls,
+        url: str,
+        count: int,
+        *,
+        behaviour: str = "walk",
+        name_prefix: str = "bot",
+        join_rate: float = 20.0,
+        seed: int = 0,
+        seconds: float = 0.0,
+        progress_every: float = 1.0,
+        extra: Sequence[str] = (),
+        name: str = "bots",
+    ) -> BotsProcess:
+        holder: list[BotsProcess] = []
+
+        def on_line(which: str, line: str) -> bool:
+            if not line.startswith("{") or not holder:
+                return False
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                return False
+            if which == "stderr" and obj.get("event") == "progress":
+                holder[0].progress = obj
+                return True
+            if which == "stdout":
+                holder[0].summary = obj
+            return False
+
+        cmd = python_cmd(
+            "bots",
+            "--server",
+            url,
+            "--count",
+            str(count),
+            "--behaviour",
+            behaviour,
+            "--seconds",
+            str(seconds),
+            "--name-prefix",
+            name_prefix,
+            "--join-rate",
+            str(join_rate),
+            "--seed",
+            str(seed),
+            "--progress-every",
+            str(progress_every),
+            "--json",
+            *extra,
+        )
+        child = await Child.spawn(name, cmd, on_line)
+        bots = cls(child, count)
+        holder.append(bots)
+        return bots
+
+    def get(self, key: str) -> int:
+        return int(self.progress.get(key, 0))
+
+    async def stop(self, timeout: float = 15.0) -> dict[str, Any] | None:
+        """SIGINT: the bots leave cleanly and print their summary, which is returned."""
+        await self.child.stop(signal.SIGINT, timeout)
+        return self.summary
