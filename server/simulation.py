@@ -589,31 +589,21 @@ class Simulation:
             or self.tick_no - s.last_sent_tick >= cfg.heartbeat_ticks
         ):
             return
-        if body is not None:
-            msg = Update(
-                tick=self.tick_no,
-                ack=s.last_seq,
-                pos=(body.x, body.y, body.z),
-                vel=(body.vx, body.vy, body.vz),
-                on_ground=body.on_ground,
-                flying=body.flying,
-                sections=sections,
-                unload=unload,
-                blocks=blocks,
-                edits=s.edit_results,
-                spawn=spawn,
-                gone=gone,
-            )
-        else:
-            msg = Update(
-                tick=self.tick_no,
-                sections=sections,
-                unload=unload,
-                blocks=blocks,
-                edits=s.edit_results,
-                spawn=spawn,
-                gone=gone,
-            )
+        msg = Update(
+            tick=self.tick_no,
+            sections=sections,
+            unload=unload,
+            blocks=blocks,
+            edits=s.edit_results,
+            spawn=spawn,
+            gone=gone,
+        )
+        if body is not None:  # players get their authoritative state to reconcile
+            msg.ack = s.last_seq
+            msg.pos = (body.x, body.y, body.z)
+            msg.vel = (body.vx, body.vy, body.vz)
+            msg.on_ground = body.on_ground
+            msg.flying = body.flying
         if s.send(encode_update(msg, moves)):
             s.ack_dirty = False
             s.edit_results = []

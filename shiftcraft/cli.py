@@ -12,6 +12,7 @@ import sys
 # name -> (module, help). Each module has ``main(argv: list[str]) -> int``.
 COMMANDS: dict[str, tuple[str, str]] = {
     "server": ("server.cli", "run the authoritative simulation server"),
+    "play": ("client.cli", "play the game in a window (or --headless)"),
     "bots": ("experiments.bots.cli", "run headless bot players against a server"),
     "bench": ("shiftcraft.bench", "run a benchmark; --json prints one JSON object"),
     "token": ("server.auth", "mint a player token from a shared secret"),

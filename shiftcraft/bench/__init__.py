@@ -17,6 +17,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     "tick": ("shiftcraft.bench.tick", "server TPS and tick times with N bot processes"),
     "store": ("shiftcraft.bench.store", "edits committed per second through group commit"),
     "render": ("shiftcraft.bench.render", "ray-caster FPS and frame times at 360p and 720p"),
+    "client-local": ("shiftcraft.bench.client_local", "headless local-mode client walking a path"),
 }
 
 
