@@ -676,7 +676,7 @@ class SimConnection:
 
     def _mark_closed(self, exc: websockets.ConnectionClosed | None) -> None:
         if self._close_exc is None:
-            rcvd = exc.rcvd if exc is not None else self.ws.close_rcvd
+            rcvd = exc.rcvd if exc is not None else self.ws.protocol.close_rcvd
             code = rcvd.code if rcvd is not None else self.ws.close_code
             reason = rcvd.reason if rcvd is not None else (self.ws.close_reason or "")
             fatal = self.last_error if self.last_error and self.last_error.fatal else None

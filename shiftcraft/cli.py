@@ -17,6 +17,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("shiftcraft.bench", "run a benchmark; --json prints one JSON object"),
     "token": ("server.auth", "mint a player token from a shared secret"),
     "demo": ("shiftcraft.demo", "start the whole stack on embedded defaults"),
+    "render-node": ("renderer.node.cli", "render players' views and stream them over WebRTC"),
+    "scheduler": ("scheduler.cli", "run the policy scheduler"),
 }
 
 

@@ -32,3 +32,36 @@ SERVER_EDITS_REJECTED_TOTAL = "shiftcraft_server_edits_rejected_total"  # label:
 SERVER_INPUT_FRAMES_TOTAL = "shiftcraft_server_input_frames_total"
 SERVER_INPUT_FRAMES_DROPPED_TOTAL = "shiftcraft_server_input_frames_dropped_total"  # speed
 SERVER_BLOCK_CHANGES_TOTAL = "shiftcraft_server_block_changes_total"
+
+# -- render node (renderer/node) ----------------------------------------------------------
+RENDER_SESSIONS = "shiftcraft_render_sessions"  # streaming now
+RENDER_SESSIONS_STARTED_TOTAL = "shiftcraft_render_sessions_started_total"
+RENDER_SESSIONS_ENDED_TOTAL = "shiftcraft_render_sessions_ended_total"  # label: reason
+RENDER_FRAMES_TOTAL = "shiftcraft_render_frames_total"  # encoded and sent
+RENDER_FRAMES_DROPPED_TOTAL = "shiftcraft_render_frames_dropped_total"  # ticks skipped (behind)
+RENDER_KEYFRAMES_TOTAL = "shiftcraft_render_keyframes_total"
+RENDER_FRAME_DURATION_SECONDS = "shiftcraft_render_frame_duration_seconds"  # render only
+RENDER_ENCODE_DURATION_SECONDS = "shiftcraft_render_encode_duration_seconds"
+RENDER_PIPELINE_DURATION_SECONDS = "shiftcraft_render_pipeline_duration_seconds"  # tick->sent
+RENDER_SENT_BYTES_TOTAL = "shiftcraft_render_sent_bytes_total"  # encoded video
+RENDER_TARGET_BITRATE = "shiftcraft_render_target_bitrate_bytes_per_second"  # sum, sessions
+RENDER_ENCODER_REBUILDS_TOTAL = "shiftcraft_render_encoder_rebuilds_total"  # label: reason
+RENDER_SIM_CONNECTED = "shiftcraft_render_sim_connected"  # 0/1
+RENDER_SECTIONS = "shiftcraft_render_sections"  # sections in the node's replica
+
+# -- scheduler (scheduler/) ---------------------------------------------------------------
+# Labels: from/to are locations (device, edge, cloud), never node or player names.
+SCHEDULER_DECISIONS_TOTAL = "shiftcraft_scheduler_decisions_total"  # labels: from, to, reason
+SCHEDULER_HOLDS_TOTAL = "shiftcraft_scheduler_holds_total"  # label: reason (not switched)
+SCHEDULER_MIGRATIONS_TOTAL = "shiftcraft_scheduler_migrations_total"  # label: outcome (reports)
+SCHEDULER_MIGRATION_GAP_SECONDS = "shiftcraft_scheduler_migration_gap_seconds"  # reported
+SCHEDULER_MIGRATION_DURATION_SECONDS = "shiftcraft_scheduler_migration_duration_seconds"
+SCHEDULER_EVALUATION_DURATION_SECONDS = "shiftcraft_scheduler_evaluation_duration_seconds"
+SCHEDULER_EVALUATIONS_TOTAL = "shiftcraft_scheduler_evaluations_total"
+SCHEDULER_TELEMETRY_SAMPLES_TOTAL = "shiftcraft_scheduler_telemetry_samples_total"
+SCHEDULER_TELEMETRY_IGNORED_TOTAL = "shiftcraft_scheduler_telemetry_ignored_total"  # dup/late
+SCHEDULER_MESSAGES_REJECTED_TOTAL = "shiftcraft_scheduler_messages_rejected_total"  # reason
+SCHEDULER_CLIENTS = "shiftcraft_scheduler_clients"  # connected, label: mode
+SCHEDULER_NODES = "shiftcraft_scheduler_nodes"  # alive, label: location
+SCHEDULER_NODE_SESSIONS = "shiftcraft_scheduler_node_sessions"  # label: node
+SCHEDULER_NODE_CAPACITY = "shiftcraft_scheduler_node_capacity"  # label: node (sessions)

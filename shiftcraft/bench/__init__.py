@@ -18,6 +18,8 @@ BENCHES: dict[str, tuple[str, str]] = {
     "store": ("shiftcraft.bench.store", "edits committed per second through group commit"),
     "render": ("shiftcraft.bench.render", "ray-caster FPS and frame times at 360p and 720p"),
     "client-local": ("shiftcraft.bench.client_local", "headless local-mode client walking a path"),
+    "stream": ("shiftcraft.bench.stream", "remote rendering over WebRTC: g2g latency, fps, Mbit/s"),
+    "stream-capacity": ("shiftcraft.bench.stream_capacity", "sessions one render node sustains"),
 }
 
 

@@ -1,0 +1,192 @@
+"""Display sources: where the picture under the HUD comes from.
+
+The game loop asks its source for a frame each time it draws, handing it a
+`Scene` (camera pose, other players, targeted block). A source returns an
+``uint8[H, W, 3]`` frame, or None when it has nothing new to show — the
+loop then keeps showing the previous one (that is also how a remote video
+source behaves between decoded frames).
+
+* `LocalRenderSource` (now): the client's own `renderer.Renderer` over a
+  `renderer.WorldView` that mirrors the `WorldReplica` incrementally.
+* a remote stream source (issue 4) will return the newest decoded WebRTC
+  frame and ignore most of the scene; the HUD, input and the loop stay
+  the same. The migration controller (issue 5) holds two sources at once
+  while it switches, which is why a source owns everything it needs and
+  can be closed on its own.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from client.replica import WorldReplica
+
+ProgressFn = Callable[[str], None]
+
+
+@dataclass(slots=True)
+class Scene:
+    """What a source needs to know to draw the player's view."""
+
+    x: float  # eye position
+    y: float
+    z: float
+    yaw: float
+    pitch: float
+    fov_deg: float = 70.0
+    avatars: Sequence[tuple] = ()  # (x, y, z, yaw) feet positions of other players
+    target: tuple[int, int, int] | None = None  # block to outline
+    seq: int = -1  # newest input frame this scene reflects (for remote latency stamps)
+
+
+class FrameSource(Protocol):
+    mode: str  # shown in the HUD and reported in telemetry: "local", "remote", ...
+
+    @property
+    def size(self) -> tuple[int, int]: ...
+    def resize(self, width: int, height: int) -> None: ...
+    def frame(self, scene: Scene) -> np.ndarray | None: ...
+    def debug_lines(self) -> list[str]: ...
+    def close(self) -> None: ...
+
+
+def warm_up_renderer(progress: ProgressFn | None = None) -> float:
+    """Compile (first start) or load the cached renderer kernel."""
+    import renderer
+
+    return renderer.warm_up(progress)
+
+
+@dataclass
+class SinkCounters:
+    sections_set: int = 0
+    sections_cleared: int = 0
+    blocks_set: int = 0
+
+
+class LocalRenderSource:
+    """Renders the replica with the shared renderer (local rendering mode).
+
+    It is the replica's sink: every section and block change goes straight
+    into the `WorldView` (a block edit touches one voxel, never a rebuild).
+    The view is a window around the camera; when the camera crosses into
+    another section column the window moves and the sections that came
+    into it are pushed from the replica.
+    """
+
+    mode = "local"
+
+    def __init__(
+        self,
+        replica: WorldReplica,
+        width: int,
+        height: int,
+        view_distance: int = 96,
+        threads: int | None = None,
+    ) -> None:
+        from renderer import Renderer, WorldView
+
+        self.view_distance = int(view_distance)
+        self.view = WorldView(radius=self.view_distance)
+        self.renderer = Renderer(width, height, view_distance=self.view_distance, threads=threads)
+        self.counters = SinkCounters()
+        self.replica = replica
+        self.frames = 0
+        self.render_ms = 0.0
+        self._centred = False
+        replica.attach(self)
+
+    # -- ReplicaSink ----------------------------------------------------------------
+    def set_section(self, key: tuple[int, int, int], arr: np.ndarray) -> bool:
+        self.counters.sections_set += 1
+        return self.view.set_section(key, arr)
+
+    def clear_section(self, key: tuple[int, int, int]) -> None:
+        self.counters.sections_cleared += 1
+        self.view.clear_section(key)
+
+    def set_block(self, x: int, y: int, z: int, block: int) -> bool:
+        self.counters.blocks_set += 1
+        return self.view.set_block(x, y, z, block)
+
+    # -- FrameSource ----------------------------------------------------------------
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.renderer.width, self.renderer.height
+
+    def resize(self, width: int, height: int) -> None:
+        if (width, height) != self.size:
+            self.renderer.resize(width, height)
+
+    def recenter(self, x: float, z: float) -> None:
+        """Keep the view's window around (x, z); refill what came into it."""
+        view = self.view
+        before = view.origin
+        view.recenter(x, z)
+        if view.origin != before or not self._centred:
+            self._centred = True
+            replica = self.replica
+            for key in view.missing_sections():
+                if key in replica:
+                    arr = replica.array(key)
+                    if arr is not None:
+                        view.set_section(key, arr)
+
+    def frame(self, scene: Scene) -> np.ndarray:
+        from renderer import Camera
+
+        self.recenter(scene.x, scene.z)
+        cam = Camera(scene.x, scene.y, scene.z, scene.yaw, scene.pitch, scene.fov_deg)
+        t0 = time.perf_counter()
+        out = self.renderer.render(self.view, cam, scene.avatars, scene.target)
+        self.render_ms = (time.perf_counter() - t0) * 1000.0
+        self.frames += 1
+        return out
+
+    def debug_lines(self) -> list[str]:
+        v = self.view
+        return [
+            f"render {self.render_ms:.1f} ms  {self.size[0]}x{self.size[1]}  "
+            f"view {self.view_distance}  window {v.size}  sections {len(v.loaded)}",
+        ]
+
+    def close(self) -> None:
+        if self.replica.sink is self:
+            self.replica.attach(None)
+
+
+@dataclass
+class SolidSource:
+    """A flat colour (loading screens before any source exists)."""
+
+    width: int
+    height: int
+    color: tuple[int, int, int] = (24, 28, 36)
+    mode: str = "none"
+    _frame: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.resize(self.width, self.height)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.width, self.height
+
+    def resize(self, width: int, height: int) -> None:
+        self.width, self.height = width, height
+        self._frame = np.empty((height, width, 3), dtype=np.uint8)
+        self._frame[:] = self.color
+
+    def frame(self, scene: Scene) -> np.ndarray:
+        return self._frame
+
+    def debug_lines(self) -> list[str]:
+        return []
+
+    def close(self) -> None:
+        pass
