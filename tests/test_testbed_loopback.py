@@ -1,0 +1,93 @@
+"""Loopback mode: no namespaces, no emulation, and the testbed says so.
+
+Built explicitly with ``emulated=False`` (as a non-root run would get
+automatically), plus a real non-root process showing the automatic choice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from experiments.testbed import LinkConditions, Testbed, TestbedError
+from experiments.testbed.probe import run_client, start_server
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _free_udp_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_loopback_mode_runs_processes_and_records_unapplied_links() -> None:
+    async with Testbed(emulated=False) as tb:
+        assert tb.emulated is False
+        assert tb.note.startswith("NO NETWORK EMULATION")
+        sim = await tb.add_host("sim", "cloud")
+        phone = await tb.add_host("phone", "home")
+        assert sim.address == phone.address == "127.0.0.1"
+        assert sim.netns is None and sim.command(["true"]) == ["true"]
+        with pytest.raises(TestbedError, match="already exists"):
+            await tb.add_host("sim", "edge")
+        await tb.set_link("home", "cloud", LinkConditions(delay_ms=40))
+        assert tb.link("cloud", "home").delay_ms == 40
+        assert [e.applied for e in tb.events] == [False, False]
+        assert await tb.stats() == {}
+        described = tb.describe()
+        assert described["emulated"] is False and "NO NETWORK EMULATION" in described["note"]
+        port = str(_free_udp_port())
+        echo = await start_server(sim, "udp-echo", "--port", port, "--duration", "30")
+        result = await run_client(
+            phone, "udp-ping", "--target", sim.address, "--port", port, "--count", "5",
+            "--interval", "0.01",
+        )  # fmt: skip
+        rtts = result["rtt_ms"][sim.address]
+        assert all(r is not None and r < 40 for r in rtts)  # the 40 ms link was not applied
+        assert await phone.forward(8080) == ("127.0.0.1", 8080)
+        env_proc = await sim.spawn(
+            [sys.executable, "-c", "import os; print(os.environ['SHIFTCRAFT_TESTBED_EMULATED'])"],
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert (await env_proc.communicate())[0].strip() == b"0"
+    assert echo.returncode is not None  # stopped by close()
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("setpriv") is None,
+    reason="needs root (and setpriv) to start a genuinely unprivileged process",
+)
+def test_a_non_root_process_falls_back_to_loopback_and_says_why() -> None:
+    code = (
+        "from experiments.testbed import Testbed, TestbedError\n"
+        "tb = Testbed(); print(tb.emulated); print(tb.note)\n"
+        "try:\n    Testbed(emulated=True)\nexcept TestbedError as e:\n    print(e)\n"
+    )
+    proc = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+         sys.executable, "-c", code],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPO), "PYTHONDONTWRITEBYTECODE": "1"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    emulated, note, error = proc.stdout.splitlines()
+    assert emulated == "False"
+    assert note.startswith("NO NETWORK EMULATION") and "not root" in note
+    assert "unavailable: not root" in error
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="checks the automatic choice of a non-root run")
+def test_without_root_the_default_is_loopback() -> None:
+    tb = Testbed()
+    assert tb.emulated is False and "not root" in tb.note
+    with pytest.raises(TestbedError, match="unavailable"):
+        Testbed(emulated=True)
