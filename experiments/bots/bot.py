@@ -5,6 +5,9 @@ The bot holds no prediction: its position is whatever the server last said
 Messages arrive through the connection's callback (no inbox, no task per
 message) and are decoded lazily, so a bot that ignores other players never
 walks the entity lists of its updates.
+
+Optional parts, each off unless given: a `TraceRecorder` writes what the bot
+sends (``--record``), and a `BotView` renders what it sees (``--render``).
 """
 
 from __future__ import annotations
@@ -21,9 +24,11 @@ from client.connection import (
     SimConnection,
     Traffic,
 )
-from experiments.bots.behaviours import Behaviour, EditRequest, EditResult
+from experiments.bots.behaviours import Behaviour, EditRequest, EditResult, Intent
 from experiments.bots.replica import LazyReplica
-from shiftcraft.protocol import MAX_DT, Error, Message, Update
+from experiments.bots.trace import TraceRecorder
+from experiments.bots.view import BotView
+from shiftcraft.protocol import MAX_DT, MAX_INPUT_FRAMES, Error, Message, Update
 
 INPUT_HZ = 20.0
 # A bot is "warm" once its sections have stopped streaming in: it got at least
@@ -50,6 +55,8 @@ class BotStats:
     sections: int = 0
     disconnected: str | None = None  # why the server side ended the session early
     traffic: Traffic = field(default_factory=Traffic)
+    # What the behaviour did, by kind ("turn", "trip", "place", "ignite", ...).
+    actions: Counter = field(default_factory=Counter)
 
 
 class Bot:
@@ -66,6 +73,8 @@ class Bot:
         role: str = "bot",
         connect_timeout: float = 10.0,
         ping_interval: float = 5.0,
+        recorder: TraceRecorder | None = None,
+        view: BotView | None = None,
     ) -> None:
         self.name = name
         self.url = url
@@ -75,6 +84,8 @@ class Bot:
         self.role = role
         self.connect_timeout = connect_timeout
         self.ping_interval = ping_interval
+        self.recorder = recorder
+        self.view = view
         self.stats = BotStats()
         self.conn: SimConnection | None = None
         # Authoritative state, from welcome then each update.
@@ -84,6 +95,12 @@ class Bot:
         self.vel: tuple[float, float, float] = (0.0, 0.0, 0.0)
         self.on_ground = False
         self.tick = 0
+        self.ack = -1  # the newest input frame the server applied
+        self.yaw = 0.0  # the look direction last sent (a rendering view draws it)
+        self.pitch = 0.0
+        # A rendering view brings the game client's replica (it mirrors into
+        # the renderer); behaviours read its sections like any LazyReplica.
+        self.replica = None
         self.world = LazyReplica() if behaviour.needs_world else None
         # Other players (id -> [name, x, y, z, yaw, pitch]), when the behaviour wants them.
         self.others: dict[int, list] | None = {} if behaviour.needs_entities else None
@@ -91,6 +108,14 @@ class Bot:
         self._pending: dict[int, tuple[EditRequest, float]] = {}
         self._last_section_at = 0.0
         self._loop = asyncio.get_running_loop()
+
+    def count(self, action: str, n: int = 1) -> None:
+        """Count one of the behaviour's actions (for the run summary)."""
+        self.stats.actions[action] += n
+
+    @property
+    def now(self) -> float:
+        return self._loop.time()
 
     @property
     def edits_pending(self) -> int:
@@ -128,7 +153,14 @@ class Bot:
         welcome = conn.welcome
         self.player_id = welcome.player_id
         self.spawn = self.pos = tuple(welcome.pos)  # type: ignore[assignment]
+        self.yaw, self.pitch = welcome.yaw, welcome.pitch
         try:
+            if self.view is not None:
+                self.replica = self.view.attach(self)
+                if self.replica is not None:
+                    self.world = self.replica.sections
+            if self.recorder is not None:
+                self.recorder.start(self._loop.time(), self.spawn)
             self.behaviour.start(self)
             async with asyncio.TaskGroup() as tg:
                 pinger = tg.create_task(self._ping_loop(conn), name=f"{self.name}-ping")
@@ -141,6 +173,10 @@ class Bot:
             self.stats.disconnected = str(exc)
         finally:
             await conn.close()
+            if self.recorder is not None:
+                self.recorder.close(self._loop.time(), "left" if stop.is_set() else "closed")
+            if self.view is not None:
+                self.view.close()
             if conn.handler_error is not None:  # a bug in our own handler: surface it
                 raise conn.handler_error
         if self.stats.disconnected is None and conn.close_exception and not stop.is_set():
@@ -157,7 +193,43 @@ class Bot:
             dt = min(now - last, MAX_DT)
             last = now
             intent = behaviour.step(self, now, dt)
-            frame = self._inputs.frame(
+            frames = self._frames(intent, dt)
+            if frames:
+                await conn.send_inputs(frames)
+                stats.frames_sent += len(frames)
+                last_frame = frames[-1]
+                self.yaw, self.pitch = last_frame[4], last_frame[5]
+                if self.recorder is not None:
+                    for frame in frames:
+                        self.recorder.frame(now, frame)
+            for req in intent.edits:
+                seq = await conn.send_edit(req.action, req.x, req.y, req.z, req.block)
+                self._pending[seq] = (req, now)
+                stats.edits_sent += 1
+                stats.actions[req.action] += 1
+                if self.recorder is not None:
+                    self.recorder.edit(now, req.action, req.x, req.y, req.z, req.block)
+            view = self.view
+            if view is not None and view.due(now):
+                view.render(self, now)
+            next_at += period
+            delay = next_at - loop.time()
+            if delay < -MAX_DT:  # starved (GC, CPU): skip frames rather than burst them
+                next_at = loop.time()
+                delay = 0.0
+            await asyncio.sleep(max(delay, 0.0))
+
+    def _frames(self, intent: Intent, dt: float) -> list[list]:
+        """The wire frames for this step: the intent's one, or its exact ``frames``."""
+        seqs = self._inputs
+        if intent.frames is not None:
+            # Exact frames (a replay); an empty list sends nothing this step.
+            return [
+                seqs.frame(f_dt, forward, strafe, yaw, pitch, flags=int(flags))
+                for f_dt, forward, strafe, yaw, pitch, flags in intent.frames[:MAX_INPUT_FRAMES]
+            ]
+        return [
+            seqs.frame(
                 dt,
                 intent.forward,
                 intent.strafe,
@@ -168,18 +240,7 @@ class Bot:
                 fly=intent.fly,
                 sprint=intent.sprint,
             )
-            await conn.send_inputs((frame,))
-            stats.frames_sent += 1
-            for req in intent.edits:
-                seq = await conn.send_edit(req.action, req.x, req.y, req.z, req.block)
-                self._pending[seq] = (req, now)
-                stats.edits_sent += 1
-            next_at += period
-            delay = next_at - loop.time()
-            if delay < -MAX_DT:  # starved (GC, CPU): skip frames rather than burst them
-                next_at = loop.time()
-                delay = 0.0
-            await asyncio.sleep(max(delay, 0.0))
+        ]
 
     async def _ping_loop(self, conn: SimConnection) -> None:
         await asyncio.sleep(self.rng.uniform(0.5, 1.0) * self.ping_interval)
@@ -208,6 +269,9 @@ class Bot:
         self.on_ground = msg.on_ground
         if msg.ack >= 0:
             self._inputs.ack(msg.ack)
+            self.ack = msg.ack
+            if self.recorder is not None:
+                self.recorder.state(self._loop.time(), msg.ack, msg.pos)
         n_sections = msg.section_count if hasattr(msg, "section_count") else len(msg.sections)
         if n_sections:
             stats.sections += n_sections
@@ -215,7 +279,9 @@ class Bot:
         elif stats.sections and not stats.warm:
             stats.warm = self._loop.time() - self._last_section_at >= WARM_QUIET_S
         world = self.world
-        if world is not None:
+        if self.replica is not None:
+            self.replica.apply_update(msg)  # mirrors into the rendering view too
+        elif world is not None:
             for sx, sy, sz, data in msg.sections:
                 world.add_section((sx, sy, sz), data)
             for key in msg.unload:

@@ -6,6 +6,10 @@ bot gets its own RNG seeded from (seed, name), so a run is repeatable bot by
 bot. `run_bots` returns a `Summary`; ``on_progress`` gets a `Progress`
 snapshot at a fixed interval (the bench and the demo read those to know
 when all bots are in and warm).
+
+Optionally each bot records its trace (``record``, see `trace`) and renders
+its own view (``render``, see `view`); a rendering run compiles or loads the
+renderer once before the first join.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from dataclasses import asdict, dataclass, field
 from client.connection import Traffic
 from experiments.bots.behaviours import BEHAVIOURS, BehaviourOptions
 from experiments.bots.bot import Bot
+from experiments.bots.trace import recorder_factory
+from experiments.bots.view import VIEWS, ViewOptions, prepare
 
 
 @dataclass(slots=True)
@@ -36,6 +42,9 @@ class RunConfig:
     connect_timeout: float = 10.0
     ping_interval: float = 5.0
     options: BehaviourOptions = field(default_factory=BehaviourOptions)
+    record: str = ""  # trace path per bot ({name} = the bot's name); "" = none
+    render: str = "none"  # a `view.VIEWS` name: none | local
+    view: ViewOptions = field(default_factory=ViewOptions)
 
     def bot_name(self, index: int) -> str:
         return f"{self.name_prefix}{index}"
@@ -87,6 +96,14 @@ class Summary:
     edit_latency_p99_ms: float | None
     cpu_s: float  # this process
     cpu_percent: float
+    edits_acked: int = 0  # results received: ok + rejected
+    actions: int = 0  # what the behaviours did, in total (see actions_by_kind)
+    actions_by_kind: dict[str, int] = field(default_factory=dict)
+    behaviour_stats: dict[str, float] = field(default_factory=dict)
+    render: str = "none"
+    frames_rendered: int = 0
+    render_ms_p50: float | None = None
+    render_ms_p99: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -99,15 +116,23 @@ class Summary:
             f"duration       {self.seconds:.1f} s, bot process CPU {self.cpu_percent:.0f} %",
             f"inputs         {self.frames_sent} frames sent, {self.updates} updates,"
             f" {self.sections} sections received",
-            f"edits          {self.edits_sent} sent, {self.edits_ok} ok,"
-            f" {self.edits_rejected} rejected{_brief(self.rejected_reasons)},"
-            f" {self.edits_pending} unanswered",
+            f"actions        {self.actions}{_brief(self.actions_by_kind)}",
+            f"edits          {self.edits_sent} sent, {self.edits_acked} acknowledged:"
+            f" {self.edits_ok} ok, {self.edits_rejected} rejected"
+            f"{_brief(self.rejected_reasons)}, {self.edits_pending} unanswered",
             f"traffic        {self.bytes_in} B in / {self.bytes_out} B out,"
             f" {self.messages_in} / {self.messages_out} messages",
             f"latency        join p50 {_ms(self.join_p50_ms)}, rtt p50 {_ms(self.rtt_p50_ms)}"
             f" p99 {_ms(self.rtt_p99_ms)}, edit p50 {_ms(self.edit_latency_p50_ms)}"
             f" p99 {_ms(self.edit_latency_p99_ms)}",
         ]
+        if self.render != "none":
+            lines.append(
+                f"rendering      {self.render}: {self.frames_rendered} frames,"
+                f" p50 {_ms(self.render_ms_p50)} p99 {_ms(self.render_ms_p99)}"
+            )
+        if self.behaviour_stats:
+            lines.append(f"behaviour      {_brief(self.behaviour_stats).strip(' ()')}")
         if self.server_errors:
             lines.append(f"server errors  {self.server_errors}")
         return "\n".join(lines)
@@ -131,15 +156,22 @@ def percentile(values: list[float], q: float) -> float | None:
 
 
 def make_bots(cfg: RunConfig) -> list[Bot]:
+    """The bots of a run, not yet joined. ValueError (a sentence) for a bad config."""
     try:
         behaviour_cls = BEHAVIOURS[cfg.behaviour]
     except KeyError:
         raise ValueError(
             f"unknown behaviour {cfg.behaviour!r}; known: {', '.join(sorted(BEHAVIOURS))}"
         ) from None
+    try:
+        make_view = VIEWS[cfg.render]
+    except KeyError:
+        raise ValueError(f"unknown render mode {cfg.render!r}; known: {', '.join(VIEWS)}") from None
+    names = [cfg.bot_name(i) for i in range(cfg.count)]
+    behaviour_cls.prepare(cfg.options, names)
+    recorder_for = recorder_factory(cfg.record, cfg.count)
     bots = []
-    for i in range(cfg.count):
-        name = cfg.bot_name(i)
+    for name in names:
         # String seeds hash with SHA-512: stable across runs and machines.
         rng = random.Random(f"{cfg.seed}:{name}")
         bots.append(
@@ -152,6 +184,8 @@ def make_bots(cfg: RunConfig) -> list[Bot]:
                 role=cfg.role,
                 connect_timeout=cfg.connect_timeout,
                 ping_interval=cfg.ping_interval,
+                recorder=recorder_for(name),
+                view=make_view(cfg.view),
             )
         )
     return bots
@@ -182,7 +216,10 @@ def summarise(cfg: RunConfig, bots: list[Bot], seconds: float, cpu_s: float) -> 
     errors: Counter = Counter()
     rtts: list[float] = []
     edit_lat: list[float] = []
+    render_ms: list[float] = []
+    actions: Counter = Counter()
     for s in stats:
+        actions.update(s.actions)
         traffic.add(s.traffic)
         if s.join_error is not None:
             failures[s.join_error] += 1
@@ -191,6 +228,22 @@ def summarise(cfg: RunConfig, bots: list[Bot], seconds: float, cpu_s: float) -> 
         rtts.extend(s.rtts)
         edit_lat.extend(s.edit_latencies)
     joins = [s.join_s for s in stats if s.join_s is not None]
+    frames_rendered = 0
+    behaviour_stats: dict[str, float] = {}
+    for bot in bots:
+        if bot.view is not None:
+            frames_rendered += bot.view.stats.frames
+            render_ms.extend(bot.view.stats.render_ms)
+        if not bot.stats.joined:
+            continue
+        for key, value in bot.behaviour.report().items():
+            old = behaviour_stats.get(key)
+            if old is None:
+                behaviour_stats[key] = value
+            elif key.endswith("_max"):
+                behaviour_stats[key] = max(old, value)
+            else:
+                behaviour_stats[key] = old + value
 
     def ms(v: float | None) -> float | None:
         return None if v is None else round(v * 1000.0, 2)
@@ -225,7 +278,19 @@ def summarise(cfg: RunConfig, bots: list[Bot], seconds: float, cpu_s: float) -> 
         edit_latency_p99_ms=ms(percentile(edit_lat, 99)),
         cpu_s=round(cpu_s, 3),
         cpu_percent=round(100.0 * cpu_s / seconds, 1) if seconds > 0 else 0.0,
+        edits_acked=sum(s.edits_ok + s.edits_rejected for s in stats),
+        actions=sum(actions.values()),
+        actions_by_kind=dict(sorted(actions.items())),
+        behaviour_stats=behaviour_stats,
+        render=cfg.render,
+        frames_rendered=frames_rendered,
+        render_ms_p50=_round(percentile(render_ms, 50)),
+        render_ms_p99=_round(percentile(render_ms, 99)),
     )
+
+
+def _round(v: float | None) -> float | None:
+    return None if v is None else round(v, 2)
 
 
 async def run_bots(
@@ -241,6 +306,10 @@ async def run_bots(
     """
     stop = stop or asyncio.Event()
     bots = bots if bots is not None else make_bots(cfg)
+    if cfg.render != "none" and cfg.count:
+        # Compile or load the renderer before the first join: a first compile
+        # takes tens of seconds, during which no bot could read its socket.
+        await asyncio.to_thread(prepare, cfg.render)
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     cpu0 = time.process_time()

@@ -15,11 +15,13 @@ import sys
 BENCHES: dict[str, tuple[str, str]] = {
     "worldgen": ("shiftcraft.bench.worldgen", "terrain sections generated per second, wire size"),
     "tick": ("shiftcraft.bench.tick", "server TPS and tick times with N bot processes"),
+    "bots": ("shiftcraft.bench.bots", "bots one machine drives while the sim holds 20 TPS"),
     "store": ("shiftcraft.bench.store", "edits committed per second through group commit"),
     "render": ("shiftcraft.bench.render", "ray-caster FPS and frame times at 360p and 720p"),
     "client-local": ("shiftcraft.bench.client_local", "headless local-mode client walking a path"),
     "stream": ("shiftcraft.bench.stream", "remote rendering over WebRTC: g2g latency, fps, Mbit/s"),
     "stream-capacity": ("shiftcraft.bench.stream_capacity", "sessions one render node sustains"),
+    "link-emulator": ("shiftcraft.bench.link_emulator", "emulator latency, CPU/Mbit, RTT, rate"),
 }
 
 
