@@ -1,0 +1,114 @@
+"""``shiftcraft render-node``: render and stream players' views over WebRTC.
+
+Prints exactly one line on stdout once it listens and the sim has welcomed
+it — ``listening on ws://HOST:PORT`` — so scripts and tests can start it
+with ``--port 0``. Logs go to stderr. SIGINT/SIGTERM end every session
+(``bye node_shutdown``) and exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+
+from client.connection import ConnectError
+from renderer.node.service import NodeConfig, RenderNode
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = NodeConfig(sim_url="ws://127.0.0.1:8765")
+    p = argparse.ArgumentParser(
+        prog="shiftcraft render-node",
+        description="render players' views from one world replica and stream them over WebRTC",
+    )
+    p.add_argument("--sim", required=True, help="the sim's websocket URL, e.g. ws://127.0.0.1:8765")
+    p.add_argument("--host", default=d.host, help="address to bind (default %(default)s)")
+    p.add_argument("--port", type=int, default=d.port, help="port; 0 = any free port")
+    p.add_argument("--token", default="", help="token for the sim (role render-node)")
+    p.add_argument("--name", default=None, help="name at the sim (default: node-<random>)")
+    p.add_argument("--session-token", default="", help="token clients must put in their offer")
+    p.add_argument("--max-sessions", type=int, default=d.max_sessions)
+    p.add_argument("--view-distance", type=int, default=d.max_view_distance,
+                   help="largest view distance a session may ask for, blocks")  # fmt: skip
+    p.add_argument("--max-bitrate", type=int, default=d.max_bitrate, help="bits/s per session")
+    p.add_argument("--workers", type=int, default=d.workers,
+                   help="render/encode threads shared by all sessions")  # fmt: skip
+    p.add_argument("--render-threads", type=int, default=None,
+                   help="numba threads per frame (default: all cores)")  # fmt: skip
+    p.add_argument("--no-prefetch-spawn", action="store_true",
+                   help="do not keep the spawn area loaded while no one is served")  # fmt: skip
+    p.add_argument("--no-proxy", action="store_true",
+                   help="refuse to play on the sim for clients (browser sessions)")  # fmt: skip
+    p.add_argument("--log-level", default="INFO")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> NodeConfig:
+    cfg = NodeConfig(
+        sim_url=args.sim,
+        host=args.host,
+        port=args.port,
+        token=args.token,
+        session_token=args.session_token,
+        max_sessions=args.max_sessions,
+        max_view_distance=args.view_distance,
+        max_bitrate=args.max_bitrate,
+        workers=args.workers,
+        render_threads=args.render_threads,
+        prefetch_spawn=not args.no_prefetch_spawn,
+        allow_proxy=not args.no_proxy,
+    )
+    if args.name:
+        cfg.name = args.name
+    return cfg
+
+
+async def serve_until_signalled(config: NodeConfig) -> None:
+    import renderer
+
+    # Compile or load the kernel before accepting anyone: a first frame must not wait 30 s.
+    await asyncio.to_thread(renderer.warm_up)
+    node = RenderNode(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, node.stop)
+    try:
+        async with asyncio.TaskGroup() as tg:
+            task = tg.create_task(node.run(), name="render node")
+            await node.wait_ready(task, timeout=120.0)
+            print(f"listening on {node.url}", flush=True)
+    except BaseExceptionGroup as group:
+        error: BaseException = group
+        while isinstance(error, BaseExceptionGroup):
+            error = error.exceptions[0]
+        raise error from None
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("aioice", "aiortc", "websockets"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        config = config_from_args(args)
+        config.validate()
+        asyncio.run(serve_until_signalled(config))
+    except (ValueError, OSError, ConnectError, TimeoutError) as exc:
+        print(f"shiftcraft render-node: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        with contextlib.suppress(Exception):
+            print("shiftcraft render-node: interrupted", file=sys.stderr)
+        return 130
+    return 0
