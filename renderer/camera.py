@@ -32,9 +32,7 @@ class Camera:
     fov_deg: float = 70.0  # vertical
 
     @classmethod
-    def from_body(
-        cls, body: PlayerBody, yaw: float, pitch: float, fov_deg: float = 70.0
-    ) -> Camera:
+    def from_body(cls, body: PlayerBody, yaw: float, pitch: float, fov_deg: float = 70.0) -> Camera:
         """The first-person camera of a player body (eye = feet + EYE_HEIGHT)."""
         return cls(body.x, body.y + EYE_HEIGHT, body.z, yaw, pitch, fov_deg)
 

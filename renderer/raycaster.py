@@ -104,7 +104,8 @@ I_AVATARS = 8  # how many rows of the avatar array are live
 I_THREADS = 9
 I_BRICK_BITS = 10  # log2 of the window width in bricks
 I_TILE = 11  # tile size (pixels) of the beam pre-pass; 0 = off
-N_INTS = 12
+I_CHECKER = 12  # 1: checkerboard second pass starts from neighbours' first hits
+N_INTS = 13
 
 # avatar rows: box min (3), box max (3), body rgb (3), head rgb (3),
 # y where the head starts, face index (0..5) the avatar looks out of
@@ -117,12 +118,15 @@ FAR = 1e30
 
 @njit(cache=True, fastmath=True, inline="always")
 def _sky(dx, dy, dz, prm):
-    h = math.sqrt(dy) if dy > 0.0 else 0.0
+    """Sky colour along a direction: horizon to zenith, a halo and the sun."""
+    # 1 - (1 - dy)^3: rises fast above the horizon like sqrt, without its latency
+    e = 1.0 - dy if dy > 0.0 else 1.0
+    h = 1.0 - e * e * e
     r = prm[P_HORIZON] + (prm[P_ZENITH] - prm[P_HORIZON]) * h
     g = prm[P_HORIZON + 1] + (prm[P_ZENITH + 1] - prm[P_HORIZON + 1]) * h
     b = prm[P_HORIZON + 2] + (prm[P_ZENITH + 2] - prm[P_HORIZON + 2]) * h
     s = dx * prm[P_SUN] + dy * prm[P_SUN + 1] + dz * prm[P_SUN + 2]
-    if s > 0.0:
+    if s > 0.8:  # (below, the halo is under 1/1000)
         s2 = s * s
         s8 = s2 * s2 * s2 * s2
         glow = 0.35 * s8 * s8 * s8 * s8  # s^32: a soft halo around the sun
@@ -242,7 +246,7 @@ def _water_volume(r, g, b, trans, t0, t1, prm, skr, skg, skb):
 
 
 @njit(cache=True, fastmath=True, inline="always")
-def _trace(ox, oy, oz, dx, dy, dz, t0, blocks, bricks, secs, wbricks, wsecs, heights4, heights16, cover, ints, prm,
+def _trace(ox, oy, oz, dx, dy, dz, t0, top_y, blocks, bricks, secs, wbricks, wsecs, heights4, heights16, cover, ints, prm,
            atlas, tables, avatars, aoc):  # fmt: skip
     """Colour (r, g, b in 0..1) seen along one ray.
 
@@ -257,7 +261,6 @@ def _trace(ox, oy, oz, dx, dy, dz, t0, blocks, bricks, secs, wbricks, wsecs, hei
     notmask = ~mask
     lb = ints[I_BRICK_BITS]
     ls = lb - 2  # log2 of the window width in sections
-    top_y = ints[I_TOP]
     view = prm[P_VIEW]
     have_sky = False
     skr = 0.0
@@ -284,29 +287,28 @@ def _trace(ox, oy, oz, dx, dy, dz, t0, blocks, bricks, secs, wbricks, wsecs, hei
     av = -1
     av_axis = 0
     for i in range(ints[I_AVATARS]):
-        t0 = (avatars[i, A_MIN] - ox) * invx
-        t1 = (avatars[i, A_MAX] - ox) * invx
+        ta = (avatars[i, A_MIN] - ox) * invx
+        tb = (avatars[i, A_MAX] - ox) * invx
         ax = 0
-        tn = min(t0, t1)
-        tf = max(t0, t1)
-        t0 = (avatars[i, A_MIN + 1] - oy) * invy
-        t1 = (avatars[i, A_MAX + 1] - oy) * invy
-        if min(t0, t1) > tn:
-            tn = min(t0, t1)
+        tn = min(ta, tb)
+        tf = max(ta, tb)
+        ta = (avatars[i, A_MIN + 1] - oy) * invy
+        tb = (avatars[i, A_MAX + 1] - oy) * invy
+        if min(ta, tb) > tn:
+            tn = min(ta, tb)
             ax = 1
-        tf = min(tf, max(t0, t1))
-        t0 = (avatars[i, A_MIN + 2] - oz) * invz
-        t1 = (avatars[i, A_MAX + 2] - oz) * invz
-        if min(t0, t1) > tn:
-            tn = min(t0, t1)
+        tf = min(tf, max(ta, tb))
+        ta = (avatars[i, A_MIN + 2] - oz) * invz
+        tb = (avatars[i, A_MAX + 2] - oz) * invz
+        if min(ta, tb) > tn:
+            tn = min(ta, tb)
             ax = 2
-        tf = min(tf, max(t0, t1))
+        tf = min(tf, max(ta, tb))
         if tn <= tf and tn > 0.0 and tn < tlim:
             tlim = tn
             av = i
             av_axis = ax
     tray = tlim  # where the ray ends (view distance or an avatar)
-
 
     r = 0.0
     g = 0.0
@@ -353,6 +355,7 @@ def _trace(ox, oy, oz, dx, dy, dz, t0, blocks, bricks, secs, wbricks, wsecs, hei
         tmz = (vz + pz1 - oz) * invz
 
     bid = 0
+    tfirst = -1.0  # where the first event (or the end) came: for neighbours
     while inside:
         # -- traversal: 0 = the ray ended, 1 = a voxel event, 2 = left water
         event = 0
@@ -479,6 +482,8 @@ def _trace(ox, oy, oz, dx, dy, dz, t0, blocks, bricks, secs, wbricks, wsecs, hei
                 break
 
         # -- the event
+        if tfirst < 0.0:
+            tfirst = t
         if event == 0:
             break
         if medium == MEDIUM_WATER:
@@ -528,6 +533,9 @@ def _trace(ox, oy, oz, dx, dy, dz, t0, blocks, bricks, secs, wbricks, wsecs, hei
             fu = min(max(fu, 0.0), 0.99999)
             fv = min(max(fv, 0.0), 0.99999)
             tu = int(fu * 16.0)
+            # Side textures read left to right seen from outside the block.
+            if (face == 0) | (face == 5):
+                tu = 15 - tu
             tv = int(fv * 16.0) if axis == 1 else 15 - int(fv * 16.0)
             # Mip level: texels under one pixel (faces seen edge-on show more).
             foot = t * prm[P_PIX_ANGLE] * 16.0 / max(cos, 0.3)
@@ -685,8 +693,9 @@ def _trace(ox, oy, oz, dx, dy, dz, t0, blocks, bricks, secs, wbricks, wsecs, hei
             r += trans * skr
             g += trans * skg
             b += trans * skb
-    return r, g, b
-
+    if tfirst < 0.0:
+        tfirst = t
+    return r, g, b, tfirst
 
 
 @njit(cache=True, fastmath=True, inline="always")
@@ -778,7 +787,6 @@ def _dilate(src, dst, bits):
     2^bits cells a side, wrapping around like the view)."""
     n = 1 << bits
     m = n - 1
-    top = 0
     for zc in range(n):
         for xc in range(n):
             h = 0
@@ -787,18 +795,40 @@ def _dilate(src, dst, bits):
                 for dx in range(-1, 2):
                     h = max(h, src[row | ((xc + dx) & m)])
             dst[(zc << bits) | xc] = h
-            top = max(top, src[(zc << bits) | xc])
-    return top
+
+
+@njit(cache=True, fastmath=True, inline="always")
+def _pixel(out, px, py, t0, top, sx0, sxs, blocks, bricks, secs, wbricks, wsecs, heights4,
+           heights16, cover, ints, prm, atlas, tables, avatars, aoc):  # fmt: skip
+    """Trace and write one pixel; returns where its ray met its first block."""
+    height = out.shape[0]
+    sx = sx0 + px * sxs
+    sy = (1.0 - 2.0 * (py + 0.5) / height) * prm[P_TAN_V]
+    dx = prm[P_FWD] + sx * prm[P_RIGHT] + sy * prm[P_UP]
+    dy = prm[P_FWD + 1] + sx * prm[P_RIGHT + 1] + sy * prm[P_UP + 1]
+    dz = prm[P_FWD + 2] + sx * prm[P_RIGHT + 2] + sy * prm[P_UP + 2]
+    n = 1.0 / math.sqrt(dx * dx + dy * dy + dz * dz)
+    r, g, b, tfirst = _trace(
+        prm[P_OX], prm[P_OY], prm[P_OZ], dx * n, dy * n, dz * n, t0, top,
+        blocks, bricks, secs, wbricks, wsecs, heights4, heights16, cover, ints, prm, atlas, tables,
+        avatars, aoc,
+    )  # fmt: skip
+    out[py, px, 0] = int(min(max(r, 0.0), 1.0) * 255.0 + 0.5)
+    out[py, px, 1] = int(min(max(g, 0.0), 1.0) * 255.0 + 0.5)
+    out[py, px, 2] = int(min(max(b, 0.0), 1.0) * 255.0 + 0.5)
+    return tfirst
 
 
 @njit(parallel=True, cache=True, fastmath=True)
 def render_frame(out, blocks, bricks, secs, wbricks, wsecs, heights4, heights16, cover, ints, prm, atlas, tables,
-                 avatars, dil4, dil16, starts, aocache):  # fmt: skip
+                 avatars, dil4, dil16, starts, aocache, tfirst):  # fmt: skip
     """Fill ``out`` (uint8[H, W, 3]) with the frame seen from the camera in ``prm``.
 
     ``dil4``, ``dil16`` and ``starts`` are scratch buffers (the dilated
     column heights and each tile's beam start); ``ints[I_TILE] == 0`` turns
-    the beam pre-pass off."""
+    the beam pre-pass off. ``tfirst`` (float64[H * W]) keeps, per pixel,
+    where its ray met its first block; ``ints[I_CHECKER]`` turns on the
+    checkerboard: half the pixels start from their neighbours' ``tfirst``."""
     height = out.shape[0]
     width = out.shape[1]
     nt = ints[I_THREADS]
@@ -808,10 +838,15 @@ def render_frame(out, blocks, bricks, secs, wbricks, wsecs, heights4, heights16,
     tile = ints[I_TILE]
     tiles_x = (width + tile - 1) // tile if tile > 0 else 1
     tiles_y = (height + tile - 1) // tile if tile > 0 else 1
+    # No block at or above ``top`` anywhere in the view: rays climbing past
+    # it are done (exact, where the view's own top_y is per section).
+    top = 0
+    for i in range(heights16.size):
+        top = max(top, heights16[i])
     if tile > 0:
         lb = ints[I_BRICK_BITS]
         _dilate(heights4, dil4, lb)
-        top = _dilate(heights16, dil16, lb - 2)
+        _dilate(heights16, dil16, lb - 2)
         for i in prange(tiles_x * tiles_y):
             x0 = (i % tiles_x) * tile
             y0 = (i // tiles_x) * tile
@@ -825,32 +860,42 @@ def render_frame(out, blocks, bricks, secs, wbricks, wsecs, heights4, heights16,
     # Ray directions before normalisation are linear in the pixel column.
     sx0 = -prm[P_TAN_H] * (1.0 - 1.0 / width)
     sxs = 2.0 * prm[P_TAN_H] / width
+    checker = ints[I_CHECKER] != 0
+    # Pass 1: every pixel, or (checkerboard) every other one.
     for k in prange(nt):
         aoc = aocache[k]
         aoc[5] = 0  # the view may have changed since the last frame
         for py in range(k, height, nt):
             row = (py >> tbits) * tiles_x if tile > 0 else 0
-            sy = (1.0 - 2.0 * (py + 0.5) / height) * prm[P_TAN_V]
-            bx = prm[P_FWD] + sx0 * prm[P_RIGHT] + sy * prm[P_UP]
-            by = prm[P_FWD + 1] + sx0 * prm[P_RIGHT + 1] + sy * prm[P_UP + 1]
-            bz = prm[P_FWD + 2] + sx0 * prm[P_RIGHT + 2] + sy * prm[P_UP + 2]
-            stepx = sxs * prm[P_RIGHT]
-            stepy = sxs * prm[P_RIGHT + 1]
-            stepz = sxs * prm[P_RIGHT + 2]
-            for px in range(width):
+            first = (py & 1) if checker else 0
+            for px in range(first, width, 2 if checker else 1):
                 t0 = starts[row + (px >> tbits)] if tile > 0 else 0.0
-                dx = bx + px * stepx
-                dy = by + px * stepy
-                dz = bz + px * stepz
-                n = 1.0 / math.sqrt(dx * dx + dy * dy + dz * dz)
-                dx *= n
-                dy *= n
-                dz *= n
-                r, g, b = _trace(
-                    ox, oy, oz, dx, dy, dz, t0,
-                    blocks, bricks, secs, wbricks, wsecs, heights4, heights16, cover, ints, prm, atlas, tables,
-                    avatars, aoc,
+                tfirst[py * width + px] = _pixel(
+                    out, px, py, t0, top, sx0, sxs, blocks, bricks, secs, wbricks, wsecs,
+                    heights4, heights16, cover, ints, prm, atlas, tables, avatars, aoc,
                 )  # fmt: skip
-                out[py, px, 0] = int(min(max(r, 0.0), 1.0) * 255.0 + 0.5)
-                out[py, px, 1] = int(min(max(g, 0.0), 1.0) * 255.0 + 0.5)
-                out[py, px, 2] = int(min(max(b, 0.0), 1.0) * 255.0 + 0.5)
+    if not checker:
+        return
+    # Pass 2: the other pixels start where their four neighbours met
+    # their first block (less a hair): everything before was air for them.
+    for k in prange(nt):
+        aoc = aocache[k]
+        for py in range(k, height, nt):
+            row = (py >> tbits) * tiles_x if tile > 0 else 0
+            for px in range(1 - (py & 1), width, 2):
+                i = py * width + px
+                near = FAR
+                if px > 0:
+                    near = min(near, tfirst[i - 1])
+                if px + 1 < width:
+                    near = min(near, tfirst[i + 1])
+                if py > 0:
+                    near = min(near, tfirst[i - width])
+                if py + 1 < height:
+                    near = min(near, tfirst[i + width])
+                t0 = starts[row + (px >> tbits)] if tile > 0 else 0.0
+                t0 = max(t0, near - 1e-3)
+                _pixel(
+                    out, px, py, t0, top, sx0, sxs, blocks, bricks, secs, wbricks, wsecs,
+                    heights4, heights16, cover, ints, prm, atlas, tables, avatars, aoc,
+                )  # fmt: skip

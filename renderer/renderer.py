@@ -110,6 +110,7 @@ class Renderer:
         settings: RenderSettings | None = None,
         threads: int | None = None,
         beams: bool = True,
+        exact: bool = False,
     ) -> None:
         if view_distance <= 0:
             raise ValueError("view_distance must be positive")
@@ -117,6 +118,7 @@ class Renderer:
         self.settings = settings or RenderSettings()
         self.threads = threads
         self.beams = beams
+        self.exact = exact
         self._atlas, self._tables = _static_tables()
         self._prm = np.zeros(rc.N_PARAMS, dtype=np.float64)
         self._ints = np.zeros(rc.N_INTS, dtype=np.int64)
@@ -136,6 +138,7 @@ class Renderer:
         self.tile = beam_tile(self.width, self.height, self.view_distance) if self.beams else 0
         tiles = -(-self.width // max(1, self.tile)) * -(-self.height // max(1, self.tile))
         self._starts = np.zeros(max(1, tiles), dtype=np.float64)
+        self._tfirst = np.zeros(self.width * self.height, dtype=np.float64)
 
     def _fill_settings(self) -> None:
         s, p = self.settings, self._prm
@@ -202,6 +205,7 @@ class Renderer:
         if self._aocache.shape[0] < nt:
             self._aocache = np.zeros((nt, 8), dtype=np.int64)
         ints[rc.I_TILE] = self.tile
+        ints[rc.I_CHECKER] = 0 if self.exact else 1
         if self._dil4.size != (view.size // 4) ** 2:
             self._dil4 = np.zeros((view.size // 4) ** 2, dtype=np.uint8)
             self._dil16 = np.zeros((view.size // 16) ** 2, dtype=np.uint8)
@@ -224,6 +228,7 @@ class Renderer:
             self._dil16,
             self._starts,
             self._aocache,
+            self._tfirst,
         )
         return out
 

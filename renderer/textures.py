@@ -184,15 +184,13 @@ def _tnt(rng, base) -> FaceSet:
     side = _rgba(base, 0.85 + 0.2 * _white(rng))
     band = (yy >= 5) & (yy <= 10)
     side[band] = _rgba((235, 235, 225), np.ones((T, T)))[band]
-    # "TNT" as three 3-texel-wide glyphs in the band
+    # "TNT" in the band: two 3-wide T's around a 4-wide N
     letters = np.zeros((T, T), dtype=bool)
-    for x0 in (2, 6, 10):
-        if x0 == 6:  # N
-            letters[6:10, x0] = letters[6:10, x0 + 2] = True
-            letters[7, x0 + 1] = True
-        else:  # T
-            letters[6, x0 : x0 + 3] = True
-            letters[6:10, x0 + 1] = True
+    for x0 in (1, 12):
+        letters[6, x0 : x0 + 3] = True
+        letters[6:10, x0 + 1] = True
+    letters[6:10, 6] = letters[6:10, 9] = True
+    letters[7, 7] = letters[8, 8] = True
     side[letters] = np.array([0.12, 0.1, 0.1, 1.0], dtype=np.float32)
     top = _rgba((190, 60, 50), 0.85 + 0.2 * _white(rng))
     fuse = (np.abs(yy - 7.5) < 1.6) & (np.abs(xx - 7.5) < 1.6)

@@ -26,6 +26,7 @@ if not Path(CHROMIUM).exists():
         raise RuntimeError("chromium is missing: .ci/run must apt-get install chromium")
     pytest.skip("no chromium on this machine (apt-get install chromium)", allow_module_level=True)
 from playwright import sync_api  # noqa: E402  (a test dependency in pyproject)
+
 pytestmark = pytest.mark.timeout(240)
 VIEW = 48
 ARGS = [

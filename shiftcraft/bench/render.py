@@ -144,11 +144,14 @@ def run(args: argparse.Namespace) -> dict:
         for _ in range(3):  # first-touch of buffers and caches
             renderer.render(view, cams[0])
         times = []
+        cpu = 0.0
         for i, cam in enumerate(cams):
             _follow(view, world, cam)
+            c0 = time.process_time()
             t0 = time.perf_counter()
             frame = renderer.render(view, cam)
             times.append(time.perf_counter() - t0)
+            cpu += time.process_time() - c0
             if args.save is not None and i in (0, len(cams) // 2):
                 args.save.mkdir(parents=True, exist_ok=True)
                 save_png(args.save / f"render_{width}x{height}_{i:04d}.png", frame)
@@ -157,6 +160,9 @@ def run(args: argparse.Namespace) -> dict:
         result[f"fps_{tag}"] = round(len(ms) / (ms.sum() / 1e3), 1)
         result[f"p50_ms_{tag}"] = round(float(np.percentile(ms, 50)), 2)
         result[f"p99_ms_{tag}"] = round(float(np.percentile(ms, 99)), 2)
+        # CPU time (all threads) per frame: what the frame costs, whatever
+        # else the machine is running; wall time is what a player sees.
+        result[f"cpu_ms_per_frame_{tag}"] = round(cpu / len(ms) * 1e3, 2)
         progress(f"render {tag}: {result[f'fps_{tag}']} fps, p99 {result[f'p99_ms_{tag}']} ms")
     result.update(
         frames=args.frames,
@@ -167,5 +173,6 @@ def run(args: argparse.Namespace) -> dict:
         threading_layer=numba.threading_layer(),
         numba=numba.__version__,
         cpus=os.cpu_count(),
+        load_avg_1m=round(os.getloadavg()[0], 2),
     )
     return result
