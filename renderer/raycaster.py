@@ -1,22 +1,34 @@
 """The ray-casting kernel (numba): one primary ray per pixel through the voxels.
 
-Traversal is Amanatides & Woo's DDA with empty-space skipping: before a
-voxel is read, the ray checks its 16³ section and 4³ brick counts and, if
-either is empty, jumps to where it leaves that cell in one step (the DDA
-state is then re-derived from the exit point). Rays open to the sky stop as
-soon as they climb above the highest non-air section (``top_y``), and every
-ray stops at the view distance or the edge of the view's window.
+Traversal is Amanatides & Woo's DDA with empty-space skipping. Before a
+voxel is read the ray looks for the largest empty cell around it: a 16×16
+or 4×4 column above its highest block (``heights16``/``heights4``), an
+empty 16³ section or 4³ brick, or (under water) a section or brick of
+nothing but water. It crosses such a cell in one step and re-derives the
+DDA state where it leaves it. Inside an occupied brick it steps voxel by
+voxel on local coordinates (the brick is one 64-byte line of the
+brick-major block array). Rays stop at the view distance, at the edge of
+the view's window, or once they climb above the highest block in view.
+
+A beam pre-pass saves the pixels most of that walk: one ray per screen tile
+marches over the column heights (maxed over neighbouring cells, with the
+tile's beam radius as vertical margin) while the whole beam is provably in
+the air, and every pixel of the tile starts its own ray there. It only
+skips air, so the frame is identical with or without it.
 
 Along the way the ray composites front to back: water and glass faces and
 the water volume (Beer-Lambert absorption) tint and partly cover what lies
 behind; leaves texels with alpha 0 let the ray through; an opaque face, an
-avatar box or the sky ends it. Surfaces get a textured colour, per-face sun
-shading, vertex-style ambient occlusion from the 8 neighbours of the face,
-a sky-visibility term (``cover``) and distance fog towards the sky colour of
-the same ray, so far terrain melts into the sky at the view distance.
+avatar box or the sky ends it. Surfaces get a mip-mapped texel, per-face
+sun shading, vertex-style ambient occlusion from the 8 neighbours of the
+face, a sky-visibility term (``cover``) and distance fog towards the sky
+colour of the same ray, so far terrain melts into the sky at the view
+distance.
 
-Rows are interleaved between threads (row = k, k + n, k + 2n, ...), so the
-cheap sky rows and the expensive horizon rows are spread evenly.
+Everything is inlined into one parallel loop (numba would otherwise
+reference-count every array argument on every call, per pixel). Rows are
+interleaved between threads (row = k, k + n, k + 2n, ...), so the cheap sky
+rows and the expensive horizon rows are spread evenly.
 
 Parameters travel in two flat arrays (``prm`` float64, ``ints`` int64)
 indexed by the constants below; `renderer.Renderer` fills them.
@@ -97,15 +109,14 @@ P_AO_FAR = 46  # AO fades out up to this distance (costly and invisible far away
 P_FOG_SCALE = 47  # 1 / (view distance - fog start)
 N_PARAMS = 48
 
-I_WX0, I_WZ0, I_MASK, I_TOP = 0, 1, 2, 3
+I_WX0, I_WZ0, I_MASK = 0, 1, 2  # window origin (blocks), width - 1
 I_TARGET = 4  # 3: x, y, z
 I_HAS_TARGET = 7
 I_AVATARS = 8  # how many rows of the avatar array are live
 I_THREADS = 9
 I_BRICK_BITS = 10  # log2 of the window width in bricks
 I_TILE = 11  # tile size (pixels) of the beam pre-pass; 0 = off
-I_CHECKER = 12  # 1: checkerboard second pass starts from neighbours' first hits
-N_INTS = 13
+N_INTS = 12
 
 # avatar rows: box min (3), box max (3), body rgb (3), head rgb (3),
 # y where the head starts, face index (0..5) the avatar looks out of
@@ -246,15 +257,15 @@ def _water_volume(r, g, b, trans, t0, t1, prm, skr, skg, skb):
 
 
 @njit(cache=True, fastmath=True, inline="always")
-def _trace(ox, oy, oz, dx, dy, dz, t0, top_y, blocks, bricks, secs, wbricks, wsecs, heights4, heights16, cover, ints, prm,
-           atlas, tables, avatars, aoc):  # fmt: skip
-    """Colour (r, g, b in 0..1) seen along one ray.
+def _trace(ox, oy, oz, dx, dy, dz, t0, top_y, blocks, bricks, secs, wbricks, wsecs, heights4,
+           heights16, cover, ints, prm, atlas, tables, avatars, aoc):  # fmt: skip
+    """Colour (r, g, b in 0..1) seen along one ray, starting at ``t0`` (the
+    beam pre-pass showed only air before it).
 
-    ``aoc`` is this thread's AO cache (the last face's corners). The ray
-    alternates between
-    traversal (cheap, tight loops) and events: a voxel whose medium differs
-    from the one the ray is in (a face to shade or composite), or leaving
-    water into an empty cell."""
+    The ray alternates between traversal (tight loops) and events: a voxel
+    whose medium differs from the one the ray is in (a face to shade or
+    composite), or leaving water into an empty cell. ``top_y``: no block at
+    or above it. ``aoc``: this thread's AO cache (the last face's corners)."""
     wx0 = ints[I_WX0]
     wz0 = ints[I_WZ0]
     mask = ints[I_MASK]
@@ -280,7 +291,6 @@ def _trace(ox, oy, oz, dx, dy, dz, t0, top_y, blocks, bricks, secs, wbricks, wse
     px1 = 1 if stx > 0 else 0
     py1 = 1 if sty > 0 else 0
     pz1 = 1 if stz > 0 else 0
-    up = sty > 0
 
     # Nearest avatar box: the voxel march stops at it.
     tlim = view
@@ -347,15 +357,14 @@ def _trace(ox, oy, oz, dx, dy, dz, t0, top_y, blocks, bricks, secs, wbricks, wse
     tmy = FAR
     tmz = FAR
     if inside:
-        vx = int(math.floor(ox + dx * t))
-        vy = min(max(int(math.floor(oy + dy * t)), 0), H_WORLD - 1)
-        vz = int(math.floor(oz + dz * t))
+        vx = math.floor(ox + dx * t)
+        vy = min(max((math.floor(oy + dy * t)), 0), H_WORLD - 1)
+        vz = math.floor(oz + dz * t)
         tmx = (vx + px1 - ox) * invx
         tmy = (vy + py1 - oy) * invy
         tmz = (vz + pz1 - oz) * invz
 
     bid = 0
-    tfirst = -1.0  # where the first event (or the end) came: for neighbours
     while inside:
         # -- traversal: 0 = the ray ended, 1 = a voxel event, 2 = left water
         event = 0
@@ -414,20 +423,20 @@ def _trace(ox, oy, oz, dx, dy, dz, t0, top_y, blocks, bricks, secs, wbricks, wse
                     t = ex
                     axis = 0
                     vx = cx0 + csz if stx > 0 else cx0 - 1
-                    vy = min(max(int(math.floor(oy + dy * t)), ylo), yhi - 1)
-                    vz = min(max(int(math.floor(oz + dz * t)), cz0), cz0 + csz - 1)
+                    vy = min(max((math.floor(oy + dy * t)), ylo), yhi - 1)
+                    vz = min(max((math.floor(oz + dz * t)), cz0), cz0 + csz - 1)
                 elif ey <= ez:
                     t = ey
                     axis = 1
                     vy = yhi if sty > 0 else ylo - 1
-                    vx = min(max(int(math.floor(ox + dx * t)), cx0), cx0 + csz - 1)
-                    vz = min(max(int(math.floor(oz + dz * t)), cz0), cz0 + csz - 1)
+                    vx = min(max((math.floor(ox + dx * t)), cx0), cx0 + csz - 1)
+                    vz = min(max((math.floor(oz + dz * t)), cz0), cz0 + csz - 1)
                 else:
                     t = ez
                     axis = 2
                     vz = cz0 + csz if stz > 0 else cz0 - 1
-                    vx = min(max(int(math.floor(ox + dx * t)), cx0), cx0 + csz - 1)
-                    vy = min(max(int(math.floor(oy + dy * t)), ylo), yhi - 1)
+                    vx = min(max((math.floor(ox + dx * t)), cx0), cx0 + csz - 1)
+                    vy = min(max((math.floor(oy + dy * t)), ylo), yhi - 1)
                 tmx = (vx + px1 - ox) * invx
                 tmy = (vy + py1 - oy) * invy
                 tmz = (vz + pz1 - oz) * invz
@@ -443,7 +452,8 @@ def _trace(ox, oy, oz, dx, dy, dz, t0, top_y, blocks, bricks, secs, wbricks, wse
             lz = vz & 3
             while True:
                 bid = blocks[base | (ly << 4) | (lz << 2) | lx]
-                if tables[T_MEDIUM + bid] != medium:
+                # (in air, the common case, any block is an event: no table)
+                if (bid != 0) if medium == MEDIUM_NONE else (tables[T_MEDIUM + bid] != medium):
                     event = 1
                     break
                 if tmx < tmy:
@@ -482,8 +492,6 @@ def _trace(ox, oy, oz, dx, dy, dz, t0, top_y, blocks, bricks, secs, wbricks, wse
                 break
 
         # -- the event
-        if tfirst < 0.0:
-            tfirst = t
         if event == 0:
             break
         if medium == MEDIUM_WATER:
@@ -555,10 +563,15 @@ def _trace(ox, oy, oz, dx, dy, dz, t0, top_y, blocks, bricks, secs, wbricks, wse
             ca = atlas[lod, s, fk, tv, tu, 3]
             light = prm[P_FACE_SHADE + face]
             outline = False
-            if ints[I_HAS_TARGET] != 0:
-                if vx == ints[I_TARGET] and vy == ints[I_TARGET + 1] and vz == ints[I_TARGET + 2]:
-                    e = min(min(fu, 1.0 - fu), min(fv, 1.0 - fv))
-                    outline = e < max(0.015, 1.5 * t * prm[P_PIX_ANGLE])
+            if (
+                ints[I_HAS_TARGET] != 0
+                and vx == ints[I_TARGET]
+                and vy == ints[I_TARGET + 1]
+                and vz == ints[I_TARGET + 2]
+            ):
+                # the targeted block: dark edges about 1.5 pixels wide
+                e = min(min(fu, 1.0 - fu), min(fv, 1.0 - fv))
+                outline = e < max(0.015, 1.5 * t * prm[P_PIX_ANGLE])
             if outline or k == KIND_OPAQUE or (k == KIND_CUTOUT and ca >= 0.5):
                 if outline:
                     cr = prm[P_OUTLINE]
@@ -569,9 +582,13 @@ def _trace(ox, oy, oz, dx, dy, dz, t0, top_y, blocks, bricks, secs, wbricks, wse
                     bx = vx - stx if axis == 0 else vx
                     by = vy - sty if axis == 1 else vy
                     bz = vz - stz if axis == 2 else vz
-                    if by < H_WORLD and not (((bx - wx0) | (bz - wz0)) & notmask):
-                        if by < cover[bz & mask, bx & mask]:
-                            light *= prm[P_SHADOW]
+                    # out of the sky's light (under a tree, in a cave)?
+                    if (
+                        by < H_WORLD
+                        and not (((bx - wx0) | (bz - wz0)) & notmask)
+                        and by < cover[bz & mask, bx & mask]
+                    ):
+                        light *= prm[P_SHADOW]
                     if prm[P_AO] > 0.0 and t < prm[P_AO_FAR]:
                         # Neighbouring pixels mostly see the same face: its
                         # corners are kept (per thread) for the next pixel.
@@ -693,9 +710,7 @@ def _trace(ox, oy, oz, dx, dy, dz, t0, top_y, blocks, bricks, secs, wbricks, wse
             r += trans * skr
             g += trans * skg
             b += trans * skb
-    if tfirst < 0.0:
-        tfirst = t
-    return r, g, b, tfirst
+    return r, g, b
 
 
 @njit(cache=True, fastmath=True, inline="always")
@@ -754,8 +769,8 @@ def _beam_start(x0, y0, x1, y1, width, height, dil4, dil16, top, ints, prm):
         py = oy + cy * t - k * t - 1e-3  # the lowest any ray of the beam can be
         if min_dy >= 0.0 and py >= top:
             return view  # every ray climbs away above everything: all sky
-        ix = int(math.floor(ox + cx * t))
-        iz = int(math.floor(oz + cz * t))
+        ix = math.floor(ox + cx * t)
+        iz = math.floor(oz + cz * t)
         if ((ix - wx0) | (iz - wz0)) & notmask:
             return t
         xi = ix & mask
@@ -798,17 +813,15 @@ def _dilate(src, dst, bits):
 
 
 @njit(cache=True, fastmath=True, inline="always")
-def _pixel(out, px, py, t0, top, sx0, sxs, blocks, bricks, secs, wbricks, wsecs, heights4,
+def _pixel(out, px, py, sy, t0, top, sx0, sxs, blocks, bricks, secs, wbricks, wsecs, heights4,
            heights16, cover, ints, prm, atlas, tables, avatars, aoc):  # fmt: skip
-    """Trace and write one pixel; returns where its ray met its first block."""
-    height = out.shape[0]
+    """Trace one pixel (``sy``: its row's screen coordinate) and write it."""
     sx = sx0 + px * sxs
-    sy = (1.0 - 2.0 * (py + 0.5) / height) * prm[P_TAN_V]
     dx = prm[P_FWD] + sx * prm[P_RIGHT] + sy * prm[P_UP]
     dy = prm[P_FWD + 1] + sx * prm[P_RIGHT + 1] + sy * prm[P_UP + 1]
     dz = prm[P_FWD + 2] + sx * prm[P_RIGHT + 2] + sy * prm[P_UP + 2]
     n = 1.0 / math.sqrt(dx * dx + dy * dy + dz * dz)
-    r, g, b, tfirst = _trace(
+    r, g, b = _trace(
         prm[P_OX], prm[P_OY], prm[P_OZ], dx * n, dy * n, dz * n, t0, top,
         blocks, bricks, secs, wbricks, wsecs, heights4, heights16, cover, ints, prm, atlas, tables,
         avatars, aoc,
@@ -816,25 +829,19 @@ def _pixel(out, px, py, t0, top, sx0, sxs, blocks, bricks, secs, wbricks, wsecs,
     out[py, px, 0] = int(min(max(r, 0.0), 1.0) * 255.0 + 0.5)
     out[py, px, 1] = int(min(max(g, 0.0), 1.0) * 255.0 + 0.5)
     out[py, px, 2] = int(min(max(b, 0.0), 1.0) * 255.0 + 0.5)
-    return tfirst
 
 
 @njit(parallel=True, cache=True, fastmath=True)
-def render_frame(out, blocks, bricks, secs, wbricks, wsecs, heights4, heights16, cover, ints, prm, atlas, tables,
-                 avatars, dil4, dil16, starts, aocache, tfirst):  # fmt: skip
+def render_frame(out, blocks, bricks, secs, wbricks, wsecs, heights4, heights16, cover, ints, prm,
+                 atlas, tables, avatars, dil4, dil16, starts, aocache):  # fmt: skip
     """Fill ``out`` (uint8[H, W, 3]) with the frame seen from the camera in ``prm``.
 
     ``dil4``, ``dil16`` and ``starts`` are scratch buffers (the dilated
     column heights and each tile's beam start); ``ints[I_TILE] == 0`` turns
-    the beam pre-pass off. ``tfirst`` (float64[H * W]) keeps, per pixel,
-    where its ray met its first block; ``ints[I_CHECKER]`` turns on the
-    checkerboard: half the pixels start from their neighbours' ``tfirst``."""
+    the beam pre-pass off."""
     height = out.shape[0]
     width = out.shape[1]
     nt = ints[I_THREADS]
-    ox = prm[P_OX]
-    oy = prm[P_OY]
-    oz = prm[P_OZ]
     tile = ints[I_TILE]
     tiles_x = (width + tile - 1) // tile if tile > 0 else 1
     tiles_y = (height + tile - 1) // tile if tile > 0 else 1
@@ -860,42 +867,15 @@ def render_frame(out, blocks, bricks, secs, wbricks, wsecs, heights4, heights16,
     # Ray directions before normalisation are linear in the pixel column.
     sx0 = -prm[P_TAN_H] * (1.0 - 1.0 / width)
     sxs = 2.0 * prm[P_TAN_H] / width
-    checker = ints[I_CHECKER] != 0
-    # Pass 1: every pixel, or (checkerboard) every other one.
     for k in prange(nt):
         aoc = aocache[k]
         aoc[5] = 0  # the view may have changed since the last frame
         for py in range(k, height, nt):
             row = (py >> tbits) * tiles_x if tile > 0 else 0
-            first = (py & 1) if checker else 0
-            for px in range(first, width, 2 if checker else 1):
+            sy = (1.0 - 2.0 * (py + 0.5) / height) * prm[P_TAN_V]
+            for px in range(width):
                 t0 = starts[row + (px >> tbits)] if tile > 0 else 0.0
-                tfirst[py * width + px] = _pixel(
-                    out, px, py, t0, top, sx0, sxs, blocks, bricks, secs, wbricks, wsecs,
-                    heights4, heights16, cover, ints, prm, atlas, tables, avatars, aoc,
-                )  # fmt: skip
-    if not checker:
-        return
-    # Pass 2: the other pixels start where their four neighbours met
-    # their first block (less a hair): everything before was air for them.
-    for k in prange(nt):
-        aoc = aocache[k]
-        for py in range(k, height, nt):
-            row = (py >> tbits) * tiles_x if tile > 0 else 0
-            for px in range(1 - (py & 1), width, 2):
-                i = py * width + px
-                near = FAR
-                if px > 0:
-                    near = min(near, tfirst[i - 1])
-                if px + 1 < width:
-                    near = min(near, tfirst[i + 1])
-                if py > 0:
-                    near = min(near, tfirst[i - width])
-                if py + 1 < height:
-                    near = min(near, tfirst[i + width])
-                t0 = starts[row + (px >> tbits)] if tile > 0 else 0.0
-                t0 = max(t0, near - 1e-3)
                 _pixel(
-                    out, px, py, t0, top, sx0, sxs, blocks, bricks, secs, wbricks, wsecs,
+                    out, px, py, sy, t0, top, sx0, sxs, blocks, bricks, secs, wbricks, wsecs,
                     heights4, heights16, cover, ints, prm, atlas, tables, avatars, aoc,
                 )  # fmt: skip

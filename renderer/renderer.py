@@ -100,7 +100,11 @@ def _static_tables() -> tuple[np.ndarray, np.ndarray]:
 
 
 class Renderer:
-    """Renders frames of ``width`` × ``height`` (see the module docstring)."""
+    """Renders frames of ``width`` × ``height`` (see the module docstring).
+
+    ``threads``: rows are split among this many numba threads (default: all);
+    ``beams``: the tile pre-pass (a pure speed-up: frames are identical
+    without it)."""
 
     def __init__(
         self,
@@ -110,7 +114,6 @@ class Renderer:
         settings: RenderSettings | None = None,
         threads: int | None = None,
         beams: bool = True,
-        exact: bool = False,
     ) -> None:
         if view_distance <= 0:
             raise ValueError("view_distance must be positive")
@@ -118,14 +121,15 @@ class Renderer:
         self.settings = settings or RenderSettings()
         self.threads = threads
         self.beams = beams
-        self.exact = exact
         self._atlas, self._tables = _static_tables()
         self._prm = np.zeros(rc.N_PARAMS, dtype=np.float64)
         self._ints = np.zeros(rc.N_INTS, dtype=np.int64)
         self._avatars = np.zeros((MAX_AVATARS, rc.AVATAR_FIELDS), dtype=np.float64)
+        # Scratch the kernel fills: dilated column heights (sized by the
+        # view), each tile's beam start (by the frame), a per-thread AO cache.
         self._dil4 = np.zeros(0, dtype=np.uint8)
-        self._aocache = np.zeros((numba.config.NUMBA_NUM_THREADS, 8), dtype=np.int64)
         self._dil16 = np.zeros(0, dtype=np.uint8)
+        self._aocache = np.zeros((numba.config.NUMBA_NUM_THREADS, 8), dtype=np.int64)
         self._fill_settings()
         self.resize(width, height)
 
@@ -138,7 +142,6 @@ class Renderer:
         self.tile = beam_tile(self.width, self.height, self.view_distance) if self.beams else 0
         tiles = -(-self.width // max(1, self.tile)) * -(-self.height // max(1, self.tile))
         self._starts = np.zeros(max(1, tiles), dtype=np.float64)
-        self._tfirst = np.zeros(self.width * self.height, dtype=np.float64)
 
     def _fill_settings(self) -> None:
         s, p = self.settings, self._prm
@@ -194,7 +197,6 @@ class Renderer:
         ints[rc.I_WX0], ints[rc.I_WZ0] = wx0, wz0
         ints[rc.I_MASK] = view.mask
         ints[rc.I_BRICK_BITS] = (view.size // 4).bit_length() - 1
-        ints[rc.I_TOP] = view.top_y
         if target is None:
             ints[rc.I_HAS_TARGET] = 0
         else:
@@ -205,7 +207,6 @@ class Renderer:
         if self._aocache.shape[0] < nt:
             self._aocache = np.zeros((nt, 8), dtype=np.int64)
         ints[rc.I_TILE] = self.tile
-        ints[rc.I_CHECKER] = 0 if self.exact else 1
         if self._dil4.size != (view.size // 4) ** 2:
             self._dil4 = np.zeros((view.size // 4) ** 2, dtype=np.uint8)
             self._dil16 = np.zeros((view.size // 16) ** 2, dtype=np.uint8)
@@ -228,7 +229,6 @@ class Renderer:
             self._dil16,
             self._starts,
             self._aocache,
-            self._tfirst,
         )
         return out
 

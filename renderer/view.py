@@ -28,7 +28,6 @@ possible, all updated incrementally:
 * ``cover[z, x]``: the y above the highest light-blocking block of each
   column (opaque blocks and leaves): faces below it are out of the sky's
   light (caves, under trees).
-* ``top_y``: no non-air block at or above it (rays going up can stop).
 
 A single `set_block` touches one voxel, one brick and one section count and
 at most one 4×4 column of heights and one column of ``cover``;
@@ -124,7 +123,6 @@ class WorldView:
         self.water_sections_flat = self.water_sections.reshape(-1)
         self.heights4_flat = self.heights4.reshape(-1)
         self.heights16_flat = self.heights16.reshape(-1)
-        self.top_y = 0
         self.loaded: set[SectionKey] = set()
         self._half = n // (2 * S)  # window half-width in sections
         cx, cz = center
@@ -243,14 +241,6 @@ class WorldView:
         tops = _column_top(column != 0).reshape(b, BRICK, b, BRICK).max(axis=(1, 3))
         self.heights4[bz, bx] = tops
         self.heights16[zs.start // S, xs.start // S] = tops.max()
-        if total:
-            self.top_y = max(self.top_y, y0 + S)
-        elif self.top_y == y0 + S:
-            self._update_top()
-
-    def _update_top(self) -> None:
-        occupied = np.flatnonzero(self.sections.any(axis=(1, 2)))
-        self.top_y = int(occupied[-1] + 1) * S if occupied.size else 0
 
     def _zero_column(self, sx: int, sz: int) -> None:
         zs, xs = self._slices(sx, sz)
@@ -299,12 +289,7 @@ class WorldView:
         delta = int(block != 0) - int(old != 0)
         if delta:
             self.bricks[b_idx] = int(self.bricks[b_idx]) + delta
-            remaining = int(self.sections[s_idx]) + delta
-            self.sections[s_idx] = remaining
-            if delta > 0:
-                self.top_y = max(self.top_y, (y // S + 1) * S)
-            elif remaining == 0 and self.top_y == (y // S + 1) * S:
-                self._update_top()
+            self.sections[s_idx] = int(self.sections[s_idx]) + delta
             self._update_heights(xi, y, zi, block != 0)
         cover = int(self.cover[zi, xi])
         if LIGHT_BLOCKING[block] and y + 1 > cover:
