@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -72,12 +73,23 @@ def test_a_non_root_process_falls_back_to_loopback_and_says_why() -> None:
         "tb = Testbed(); print(tb.emulated); print(tb.note)\n"
         "try:\n    Testbed(emulated=True)\nexcept TestbedError as e:\n    print(e)\n"
     )
-    proc = subprocess.run(
-        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-         sys.executable, "-c", code],
-        cwd=REPO, capture_output=True, text=True, timeout=60,
-        env={**os.environ, "PYTHONPATH": str(REPO), "PYTHONDONTWRITEBYTECODE": "1"},
-    )  # fmt: skip
+    # The checkout may sit in a private (0700) folder, as a mktemp clone does:
+    # give the unprivileged process a world-readable copy of the package.
+    tmp = Path(tempfile.mkdtemp(prefix="sc-nonroot-"))
+    try:
+        shutil.copytree(
+            REPO / "experiments", tmp / "experiments", ignore=shutil.ignore_patterns("__pycache__")
+        )
+        for path in [tmp, *tmp.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        proc = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+             sys.executable, "-c", code],
+            cwd=tmp, capture_output=True, text=True, timeout=60,
+            env={**os.environ, "PYTHONPATH": str(tmp), "PYTHONDONTWRITEBYTECODE": "1"},
+        )  # fmt: skip
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     assert proc.returncode == 0, proc.stderr
     emulated, note, error = proc.stdout.splitlines()
     assert emulated == "False"
