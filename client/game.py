@@ -28,6 +28,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -159,6 +160,9 @@ class Game:
         self.exit_code = 0
         self.error: str | None = None  # why we gave up (headless failure)
         self.on_frame: Callable[[Game, FrameInfo], None] | None = None
+        # client.migration.MigrationController, when switching sources is allowed.
+        self.migration: Any = None
+        self.welcome: Welcome | None = None
         self.frames = 0
         self.rendered = 0
         self.warm_up_s: float | None = None
@@ -236,7 +240,11 @@ class Game:
                 if self._should_quit(now):
                     break
                 self._apply_network(now)
+                if self.migration is not None:
+                    self.migration.tick(now)  # may swap self.source (make-before-break)
                 remote_error = getattr(self.source, "error", None) if self.remote else None
+                if self.migration is not None:
+                    remote_error = None  # the controller falls back to local instead
                 if remote_error and not self.display.interactive:
                     self.error = str(remote_error)
                     self.log(f"shiftcraft play: {self.error}")
@@ -257,6 +265,8 @@ class Game:
                 interval = shown - (self._last_present or shown)
                 self._last_present = shown
                 self._maybe_screenshot(shown)
+                if self.migration is not None:
+                    self.migration.after_frame(shown, rendered)
                 if self.on_frame is not None:
                     self.on_frame(self, FrameInfo(shown, interval, rendered))
                 # Pace, and always yield: the network tasks run between frames.
@@ -320,6 +330,7 @@ class Game:
         first = self.generation == 0
         self.generation = gen
         self.tick = 0
+        self.welcome = w
         if first:
             self.controls.set_look(w.yaw, w.pitch)
             self.controls.fly = w.flying
@@ -346,8 +357,12 @@ class Game:
             forward = getattr(self.source, "send_state", None)
             if forward is not None and u.ack >= 0:
                 forward(u.ack, u.pos, u.vel, u.on_ground, u.flying)
-        else:
+        if not self.remote or self.migration is not None:
+            # With a migration controller the replica stays fed in remote mode
+            # too, so a switch back to local has the sections in view at once.
             self.replica.apply_update(u)
+        if self.migration is not None and u.ack >= 0:
+            self.migration.forward("send_state", u.ack, u.pos, u.vel, u.on_ground, u.flying)
         if n_sections:
             self.last_section_at = now
             if self.first_section_at is None:
@@ -389,6 +404,8 @@ class Game:
             forward = getattr(self.source, "send_inputs", None)
             if forward is not None:
                 forward(frames)  # the render node turns and moves the camera at once
+            if self.migration is not None:
+                self.migration.forward("send_inputs", frames)
 
     def eye(self) -> tuple[float, float, float] | None:
         p = self.predictor

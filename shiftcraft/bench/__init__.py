@@ -22,6 +22,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     "stream": ("shiftcraft.bench.stream", "remote rendering over WebRTC: g2g latency, fps, Mbit/s"),
     "stream-capacity": ("shiftcraft.bench.stream_capacity", "sessions one render node sustains"),
     "link-emulator": ("shiftcraft.bench.link_emulator", "emulator latency, CPU/Mbit, RTT, rate"),
+    "migration": ("shiftcraft.bench.migration", "make-before-break switches: gaps, rollbacks"),
 }
 
 
