@@ -450,6 +450,9 @@ def _trace(ox, oy, oz, dx, dy, dz, t0, top_y, blocks, bricks, secs, wbricks, wse
             lx = vx & 3
             ly = vy & 3
             lz = vz & 3
+            vx &= -4  # (the brick's corner while stepping)
+            vy &= -4
+            vz &= -4
             while True:
                 bid = blocks[base | (ly << 4) | (lz << 2) | lx]
                 # (in air, the common case, any block is an event: no table)
@@ -474,10 +477,30 @@ def _trace(ox, oy, oz, dx, dy, dz, t0, top_y, blocks, bricks, secs, wbricks, wse
                     lz += stz
                     tmz += tdz
                 if (lx | ly | lz) & -4:
-                    break  # left the brick
-            vx = (vx & -4) + lx
-            vy = (vy & -4) + ly
-            vz = (vz & -4) + lz
+                    # Into the next brick: if that one holds blocks too, go
+                    # on stepping there without the empty-cell checks.
+                    nx = vx + lx
+                    ny = vy + ly
+                    nz = vz + lz
+                    tn = tmx - tdx if axis == 0 else (tmy - tdy if axis == 1 else tmz - tdz)
+                    if (
+                        ny < 0
+                        or ny >= top_y
+                        or tn >= tlim
+                        or (((nx - wx0) | (nz - wz0)) & notmask)
+                        or bricks[_brick_index(nx & mask, ny, nz & mask, lb)] == 0
+                    ):
+                        break  # left the brick for an empty one (or the view)
+                    base = _brick_index(nx & mask, ny, nz & mask, lb) << 6
+                    vx = nx & -4
+                    vy = ny & -4
+                    vz = nz & -4
+                    lx = nx & 3
+                    ly = ny & 3
+                    lz = nz & 3
+            vx += lx
+            vy += ly
+            vz += lz
             # The entry of the current voxel: the plane crossed last.
             if axis == 0:
                 t = tmx - tdx
