@@ -296,7 +296,9 @@ async def test_game_client_records_a_trace_a_bot_replays(sim_server, tmp_path):
         options=BehaviourOptions(trace=str(path)),
     )
     summary, _, _ = await run_tracked(cfg_replay)
-    assert summary.behaviour_stats["replay_checked"] >= 20
+    # How many positions get compared depends on the frame rate the game
+    # recorded at (machine load); enough of them make the error bound mean something.
+    assert summary.behaviour_stats["replay_checked"] >= 10, summary.behaviour_stats
     assert summary.behaviour_stats["replay_error_max"] < 0.01, summary.behaviour_stats
 
 
