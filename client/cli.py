@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import json
 import logging
 import re
+import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from client.config import ClientConfig
+from client.device import DEVICE_PROFILES
 from client.display import DisplayUnavailable, HeadlessDisplay, WindowDisplay
 from client.script import ScriptError, parse_script
 from shiftcraft.protocol import NAME_RE
@@ -43,14 +47,15 @@ def build_parser() -> argparse.ArgumentParser:
         prog="shiftcraft play",
         description="play Shiftcraft (local rendering): a window, or --headless",
         epilog="controls: see docs/client.md (WASD, mouse, space, F, shift, ctrl, "
-        "left/right click, 1-9, wheel, Esc, F3, Ctrl-Q)",
+        "left/right click, 1-9, wheel, Esc, F3, F6 (switch rendering), Ctrl-Q)",
     )
     p.add_argument("--server", default=d.server, help="sim server URL (default %(default)s)")
     p.add_argument("--name", default=None, help="player name (default: your login name)")
     p.add_argument("--token", default="", help="join token (servers with --auth)")
     p.add_argument(
-        "--res", type=_resolution, default=(d.width, d.height), help="window/frame size WxH"
-    )
+        "--res", type=_resolution, default=None,
+        help=f"window/frame size WxH (default: the --device's, else {d.width}x{d.height})",
+    )  # fmt: skip
     p.add_argument(
         "--render-scale", type=float, default=d.render_scale, help="render at this fraction"
     )
@@ -87,15 +92,85 @@ def build_parser() -> argparse.ArgumentParser:
         "--stream-bitrate", type=int, default=d.stream_bitrate, help="remote stream bits/s (max)"
     )
     p.add_argument("--codec", default="", choices=("", "H264", "VP8"), help="remote stream codec")
+    g = p.add_argument_group("migration, scheduler and telemetry (docs/client.md)")
+    g.add_argument(
+        "--node", action="append", default=[], type=_node, metavar="NAME=URL",
+        help="a render node F6, --migrate-at and /control may switch to (repeatable); "
+        "--render-node is also known as 'node'",
+    )  # fmt: skip
+    g.add_argument(
+        "--migrate-at", action="append", default=[], type=_migrate_at, metavar="SECONDS:TARGET",
+        help="switch rendering to TARGET (local, a node name or a URL) this many seconds "
+        "after the game loop starts (repeatable)",
+    )  # fmt: skip
+    g.add_argument(
+        "--migration-timeout", type=float, default=d.migration_timeout_s,
+        help="abandon a switch whose target shows no frame within this many seconds",
+    )  # fmt: skip
+    g.add_argument(
+        "--scheduler", default="", metavar="ws://HOST:PORT",
+        help="register with `shiftcraft scheduler` here: telemetry out, migrate commands in",
+    )  # fmt: skip
+    g.add_argument("--scheduler-token", default="", help="token for the scheduler")
+    g.add_argument(
+        "--device", default=None, choices=sorted(DEVICE_PROFILES),
+        help="device profile: its battery model and (unless --res) resolution",
+    )  # fmt: skip
+    g.add_argument(
+        "--battery-level", type=float, default=None, metavar="0..1",
+        help="start the modelled battery at this level (models one without --device)",
+    )  # fmt: skip
+    g.add_argument(
+        "--charging", action=argparse.BooleanOptionalAction, default=None,
+        help="start the modelled battery on (--charging) or off (--no-charging) a charger",
+    )  # fmt: skip
+    g.add_argument(
+        "--metrics-port", type=int, default=d.metrics_port,
+        help="serve /metrics, /health, /state and POST /control here (0 = off)",
+    )  # fmt: skip
+    g.add_argument("--metrics-host", default=d.metrics_host, help="address for --metrics-port")
     p.add_argument("--log-level", default="WARNING", help="DEBUG, INFO, WARNING, ERROR")
     return p
+
+
+def _node(text: str) -> tuple[str, str]:
+    name, sep, url = text.partition("=")
+    if not sep or not name or not url:
+        raise argparse.ArgumentTypeError(f"expected NAME=URL, got {text!r}")
+    return name.strip(), url.strip()
+
+
+def _migrate_at(text: str) -> tuple[float, str]:
+    at, sep, target = text.partition(":")  # the first colon: a URL target has more
+    try:
+        seconds = float(at)
+    except ValueError:
+        seconds = -1.0
+    if not sep or not target or seconds < 0:
+        raise argparse.ArgumentTypeError(
+            f"expected SECONDS:TARGET (e.g. 10:edge-1, 30:local), got {text!r}"
+        )
+    return seconds, target.strip()
 
 
 def config_from_args(args: argparse.Namespace) -> ClientConfig:
     script_text = args.script
     if args.script_file:
         script_text = Path(args.script_file).read_text()
-    width, height = args.res
+    if args.res is not None:
+        width, height = args.res
+    elif args.device:
+        width, height = DEVICE_PROFILES[args.device].resolution
+    else:
+        d = ClientConfig()
+        width, height = d.width, d.height
+    nodes: dict[str, str] = {}
+    for name, url in args.node:
+        if name in nodes:
+            raise ValueError(f"--node {name} given twice")
+        nodes[name] = url
+    if args.render_node and args.render_node not in nodes.values():
+        nodes.setdefault("node", args.render_node)
     max_fps = args.max_fps
     if max_fps is None:
         max_fps = 0.0 if args.headless else 144.0  # a window need not outrun the screen
@@ -124,7 +199,47 @@ def config_from_args(args: argparse.Namespace) -> ClientConfig:
         stream_fps=args.stream_fps,
         stream_bitrate=args.stream_bitrate,
         stream_codec=args.codec,
+        nodes=nodes,
+        migrate_at=list(args.migrate_at),
+        migration_timeout_s=args.migration_timeout,
+        scheduler=args.scheduler,
+        scheduler_token=args.scheduler_token,
+        device=args.device,
+        battery_level=args.battery_level,
+        charging=args.charging,
+        metrics_host=args.metrics_host,
+        metrics_port=args.metrics_port,
     )
+
+
+class StartError(Exception):
+    """The agent could not start (the metrics port is taken, ...)."""
+
+
+async def _play(game: Any) -> int:
+    """The game loop with its agent beside it: migration, telemetry, scheduler, HTTP."""
+    from client.agent import ClientAgent
+
+    agent = ClientAgent(game)
+    try:
+        await agent.start()
+    except OSError as exc:
+        await agent.stop()
+        cfg = game.config
+        raise StartError(
+            f"cannot serve --metrics-port on {cfg.metrics_host}:{cfg.metrics_port}: {exc}"
+        ) from None
+    # SIGTERM (experiment runners, containers) quits like Ctrl-Q: the loop ends,
+    # the session says goodbye, the summary is printed and the exit status is 0.
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGTERM, lambda: setattr(game.controls, "quit", True))
+    try:
+        return await game.run()
+    finally:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.remove_signal_handler(signal.SIGTERM)
+        await agent.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,7 +271,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     game = Game(config, display)
     try:
-        code = asyncio.run(game.run())
+        code = asyncio.run(_play(game))
+    except StartError as exc:
+        print(f"shiftcraft play: {exc}", file=sys.stderr)
+        display.close()
+        return 2
     except KeyboardInterrupt:
         print("shiftcraft play: interrupted", file=sys.stderr)
         return 130

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 
 from client.script import Action
+
+# Render-node names as the scheduler protocol accepts them (shiftcraft.protocol.NAME_RE).
+NODE_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
+NODE_URL_PREFIXES = ("ws://", "wss://", "http://", "https://")
+LOCAL_TARGETS = ("local", "device")  # "device" is the scheduler's name for local rendering
 
 
 @dataclass(slots=True)
@@ -37,6 +43,17 @@ class ClientConfig:
     stream_fps: int = 30
     stream_bitrate: int = 1_000_000  # bits/s ceiling
     stream_codec: str = ""  # "" = H264 if both sides have it, or "VP8"
+    # Migration and telemetry (issue 5, docs/client.md "Telemetry").
+    nodes: dict[str, str] = field(default_factory=dict)  # render node name -> URL
+    migrate_at: list[tuple[float, str]] = field(default_factory=list)  # scripted switches
+    migration_timeout_s: float = 3.0  # a target showing no frame by then is abandoned
+    scheduler: str = ""  # ws://HOST:PORT of `shiftcraft scheduler` ("" = none)
+    scheduler_token: str = ""
+    device: str | None = None  # a client.device.DEVICE_PROFILES key
+    battery_level: float | None = None  # start level 0..1 (models a battery)
+    charging: bool | None = None  # on a charger at the start (models a battery)
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 0  # HTTP /metrics, /health, /state, /control; 0 = off
 
     def validate(self) -> None:
         if self.width < 16 or self.height < 16:
@@ -51,3 +68,37 @@ class ClientConfig:
             raise ValueError(f"render must be local or remote, not {self.render!r}")
         if self.render == "remote" and not self.render_node:
             raise ValueError("--render remote needs --render-node URL")
+        for name, url in self.nodes.items():
+            if not NODE_NAME_RE.match(name) or name in LOCAL_TARGETS:
+                raise ValueError(
+                    f"bad node name {name!r}: use 1-32 of A-Z a-z 0-9 _ . - "
+                    "(not 'local' or 'device')"
+                )
+            if not url.startswith(NODE_URL_PREFIXES):
+                raise ValueError(f"node {name}: {url!r} is not a ws:// or http:// URL")
+        for at, target in self.migrate_at:
+            if not 0.0 <= at < 1e9:
+                raise ValueError(f"--migrate-at {at}: seconds must be >= 0")
+            if not (
+                target in LOCAL_TARGETS
+                or target in self.nodes
+                or target.startswith(NODE_URL_PREFIXES)
+            ):
+                known = ", ".join(["local", *self.nodes])
+                raise ValueError(
+                    f"--migrate-at target {target!r} is unknown (known: {known}, or a URL)"
+                )
+        if self.migration_timeout_s <= 0:
+            raise ValueError("migration timeout must be positive")
+        if self.scheduler and not self.scheduler.startswith(("ws://", "wss://")):
+            raise ValueError(f"--scheduler must be a ws:// URL, got {self.scheduler!r}")
+        if self.device is not None:
+            from client.device import DEVICE_PROFILES
+
+            if self.device not in DEVICE_PROFILES:
+                known = ", ".join(DEVICE_PROFILES)
+                raise ValueError(f"unknown device profile {self.device!r} (known: {known})")
+        if self.battery_level is not None and not 0.0 <= self.battery_level <= 1.0:
+            raise ValueError("battery level must be within 0..1 (0.15 = 15 %)")
+        if not 0 <= self.metrics_port <= 65535:
+            raise ValueError(f"bad metrics port {self.metrics_port}")

@@ -61,6 +61,7 @@ class Controls:
     debug: bool = False  # F3
     quit: bool = False
     retry: bool = False  # reconnect now (after a failure)
+    switch_render: bool = False  # F6: move rendering to the next place (local -> nodes -> local)
     pointer_grabbed: bool = False
     events: int = 0  # input events handled (window) or actions run (script)
 
@@ -173,6 +174,9 @@ class PygameInput:
             return
         if key == pygame.K_F3:
             c.debug = not c.debug
+            return
+        if key == pygame.K_F6:
+            c.switch_render = True  # the game hands it to the migration controller
             return
         if key == pygame.K_f:
             c.fly = not c.fly

@@ -145,6 +145,7 @@ class Game:
         self.players = RemotePlayers()
         self.hud = Hud()
         self.frame_stats = FrameStats()
+        self.shown_stats = FrameStats()  # frames with new content only (telemetry's fps)
         self.rx = RateMeter()
         self.tx = RateMeter()
         self.canvas = np.zeros((config.height, config.width, 3), dtype=np.uint8)
@@ -262,6 +263,8 @@ class Game:
                 self.frames += 1
                 shown = self.clock()
                 self.frame_stats.frame(shown)
+                if rendered:
+                    self.shown_stats.frame(shown)
                 interval = shown - (self._last_present or shown)
                 self._last_present = shown
                 self._maybe_screenshot(shown)
@@ -295,6 +298,10 @@ class Game:
             self.input.handle(self.display.poll(), now, self.display)
         if self.script is not None and self.loaded_at is not None:
             self.script.update(self.controls, now)
+        if self.controls.switch_render:
+            self.controls.switch_render = False
+            if self.migration is not None:  # F6: local -> each node -> local
+                self.migration.cycle()
         if self.controls.retry:
             self.controls.retry = False
             if self.session.state in (ConnState.FAILED, ConnState.RECONNECTING):
@@ -540,6 +547,7 @@ class Game:
             self._fps_shown = self.frame_stats.fps
         st = HudState(
             mode=self.source.mode if self.source is not None else "-",
+            node=self._hud_node(),
             fps=self._fps_shown,
             rtt_ms=None if s.rtt is None else s.rtt * 1000.0,
             yaw_deg=math.degrees(c.yaw),
@@ -575,6 +583,17 @@ class Game:
         if c.debug:
             st.debug = self.debug_lines()
         return st
+
+    def _hud_node(self) -> str:
+        """Where the picture comes from (and where it is moving to), for the HUD."""
+        m = self.migration
+        if m is None:
+            return self.config.render_node if self.remote else ""
+        where = "" if m.node == "local" else m.node
+        sw = m.current
+        if sw is not None and sw.switched_at is None:
+            where = f"{where} -> {sw.target}".strip()  # drawn after the mode: "local -> edge-1"
+        return where
 
     def debug_lines(self) -> list[str]:
         p, s, r = self.predictor, self.session, self.replica

@@ -6,7 +6,8 @@ frame) and remote mode (a decoded video frame), in a window and in headless
 screenshots. It needs pygame's font module only — no display, no renderer.
 
 What it shows: crosshair, hotbar with block swatches and the selection,
-FPS, RTT, rendering mode, position, a status line (reconnecting...), and
+FPS, RTT, rendering mode and node (with the
+switch in progress), position, a status line (reconnecting...), and
 with F3 a debug panel. A *banner* (centre, large) says what keeps the game
 from running: compiling the renderer, loading the world, why it cannot
 connect.
@@ -34,6 +35,7 @@ GREY = (200, 200, 200)
 @dataclass(slots=True)
 class HudState:
     mode: str = "local"
+    node: str = ""  # remote: the render node's name; "a -> b" while switching
     fps: float = 0.0
     rtt_ms: float | None = None
     pos: tuple[float, float, float] | None = None
@@ -111,7 +113,8 @@ class Hud:
             self._hotbar(frame, state.hotbar, state.selected)
         lines: list[tuple[str, tuple[int, int, int]]] = []
         rtt = "-" if state.rtt_ms is None else f"{state.rtt_ms:.0f} ms"
-        lines.append((f"{state.fps:.0f} fps   rtt {rtt}   {state.mode}", WHITE))
+        where = f"{state.mode} {state.node}" if state.node else state.mode
+        lines.append((f"{state.fps:.0f} fps   rtt {rtt}   {where}", WHITE))
         if state.pos is not None:
             x, y, z = state.pos
             lines.append((f"x {x:.1f}  y {y:.1f}  z {z:.1f}", WHITE))

@@ -272,6 +272,10 @@ class RemoteStats:
     rtt_ms: float | None = None
     clock_offset_s: float = 0.0  # node wall clock - ours
     inputs_sent: int = 0
+    # Data-channel payload bytes (inputs, state, pings out; stamps, pongs in);
+    # video bytes are counted by the jitter buffer. Both feed telemetry.
+    channel_bytes_in: int = 0
+    channel_bytes_out: int = 0
 
     def fps(self, now: float | None = None, window: float = 2.0) -> float:
         now = time.monotonic() if now is None else now
@@ -636,6 +640,8 @@ class RemoteStream:
 
     # -- the data channel --------------------------------------------------------------
     def _on_channel_message(self, data: Any) -> None:
+        if isinstance(data, bytes | bytearray | str):
+            self.stats.channel_bytes_in += len(data)
         try:
             msg = sp.decode_channel(data)
         except ProtocolError:
@@ -668,10 +674,12 @@ class RemoteStream:
         ch = self._channel
         if ch is None or ch.readyState != "open":
             return False
+        data = msg.encode()
         try:
-            ch.send(msg.encode())
+            ch.send(data)
         except Exception:  # closing under us: the close event reports it
             return False
+        self.stats.channel_bytes_out += len(data)
         return True
 
     async def _ping_loop(self) -> None:

@@ -43,6 +43,24 @@ class FrameStats:
         t = np.fromiter(self._times, dtype=np.float64)
         return np.diff(t) * 1000.0 if len(t) > 1 else np.zeros(0)
 
+    def intervals_after(self, t0: float) -> np.ndarray:
+        """Intervals (seconds) that ended after ``t0``: what a histogram has not seen yet.
+
+        Only the window is kept, so a caller must ask at least every
+        ``window_s`` seconds not to miss any.
+        """
+        t = np.fromiter(self._times, dtype=np.float64)
+        if len(t) < 2:
+            return np.zeros(0)
+        ends = t[1:]
+        return (ends - t[:-1])[ends > t0]
+
+    def percentiles_ms(self, qs: tuple[float, ...] = (50, 95, 99)) -> tuple[float, ...]:
+        iv = self.intervals_ms()
+        if len(iv) == 0:
+            return tuple(0.0 for _ in qs)
+        return tuple(float(v) for v in np.percentile(iv, qs))
+
     @property
     def fps(self) -> float:
         t = self._times

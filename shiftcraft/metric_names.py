@@ -65,3 +65,31 @@ SCHEDULER_CLIENTS = "shiftcraft_scheduler_clients"  # connected, label: mode
 SCHEDULER_NODES = "shiftcraft_scheduler_nodes"  # alive, label: location
 SCHEDULER_NODE_SESSIONS = "shiftcraft_scheduler_node_sessions"  # label: node
 SCHEDULER_NODE_CAPACITY = "shiftcraft_scheduler_node_capacity"  # label: node (sessions)
+
+# -- game client (client/) ------------------------------------------------------------------
+# One client per endpoint (`shiftcraft play --metrics-port`): no player label.
+# Unknown values (no render node, no battery) are left out of the exposition.
+CLIENT_FRAMES_TOTAL = "shiftcraft_client_frames_total"  # displayed (new content)
+CLIENT_FRAME_INTERVAL_SECONDS = "shiftcraft_client_frame_interval_seconds"  # histogram
+CLIENT_FRAME_INTERVAL_WINDOW_SECONDS = "shiftcraft_client_frame_interval_window_seconds"  # pct
+CLIENT_FPS = "shiftcraft_client_fps"  # displayed frames per second, last window
+CLIENT_RTT_SIM_SECONDS = "shiftcraft_client_rtt_sim_seconds"  # ping/pong, last
+CLIENT_RTT_NODE_SECONDS = "shiftcraft_client_rtt_node_seconds"  # data channel (remote)
+CLIENT_RESIDENT_MEMORY_BYTES = "shiftcraft_client_resident_memory_bytes"
+CLIENT_CPU_SECONDS_TOTAL = "shiftcraft_client_cpu_seconds_total"
+CLIENT_CPU_RATIO = "shiftcraft_client_cpu_ratio"  # share of the whole machine, last second
+CLIENT_RECEIVED_BYTES_TOTAL = "shiftcraft_client_received_bytes_total"  # label: link
+CLIENT_SENT_BYTES_TOTAL = "shiftcraft_client_sent_bytes_total"  # label: link (sim|stream)
+CLIENT_RECEIVE_RATE = "shiftcraft_client_received_bytes_per_second"  # label: link
+CLIENT_SEND_RATE = "shiftcraft_client_sent_bytes_per_second"  # label: link
+CLIENT_BATTERY_LEVEL_RATIO = "shiftcraft_client_battery_level_ratio"
+CLIENT_BATTERY_CHARGING = "shiftcraft_client_battery_charging"  # 0/1: on a charger
+CLIENT_BATTERY_POWER_WATTS = "shiftcraft_client_battery_power_watts"  # drawn
+CLIENT_BATTERY_ENERGY_JOULES_TOTAL = "shiftcraft_client_battery_energy_joules_total"  # drawn
+CLIENT_REMOTE = "shiftcraft_client_remote"  # 0/1: showing a render node's stream
+CLIENT_PLACEMENT = "shiftcraft_client_placement"  # 1 for the current node, label: node
+CLIENT_MIGRATIONS_TOTAL = "shiftcraft_client_migrations_total"  # labels: outcome, trigger
+CLIENT_MIGRATION_GAP_SECONDS = "shiftcraft_client_migration_gap_seconds"  # histogram
+CLIENT_MIGRATION_DURATION_SECONDS = "shiftcraft_client_migration_duration_seconds"  # histogram
+CLIENT_SCHEDULER_CONNECTED = "shiftcraft_client_scheduler_connected"  # 0/1
+CLIENT_TELEMETRY_SAMPLES_TOTAL = "shiftcraft_client_telemetry_samples_total"  # collected

@@ -120,74 +120,8 @@ class SchedulerSpec:
         return [PolicyVariant(self.policy, self.policy, dict(self.params), dict(self.engine))]
 
 
-@dataclass(slots=True)
-class BatteryModel:
-    """A device battery, drained from measured CPU time, traffic and screen time.
-
-    power = idle_w + screen_w (screen on) + cpu_w × busy cores
-            + radio_j_per_mb × MB moved per second − charger_w (plugged in)
-    """
-
-    capacity_j: float
-    level: float = 0.8  # 0..1 at the start
-    charging: bool = False  # on a charger at the start
-    idle_w: float = 0.3
-    screen_w: float = 1.0
-    cpu_w: float = 2.0  # per fully busy core
-    radio_j_per_mb: float = 0.3
-    charger_w: float = 10.0
-
-
-@dataclass(slots=True)
-class DeviceProfile:
-    name: str
-    cpu_share: float  # of one core: 0.5 = half a core, 2.0 = two cores
-    resolution: tuple[int, int]
-    battery: BatteryModel | None
-
-
-# Defaults per device kind; a client may override any of them. Figures are
-# typical, not measured: a phone SoC's big cores under a CPU quota, a laptop
-# on battery, a standalone headset, a handheld console in its dock (charging,
-# drawing a TV, so no screen power of its own).
-DEVICE_PROFILES: dict[str, DeviceProfile] = {
-    "phone": DeviceProfile(
-        "phone",
-        cpu_share=0.6,
-        resolution=(640, 360),
-        battery=BatteryModel(
-            capacity_j=15 * 3600, level=0.8, idle_w=0.3, screen_w=1.0, cpu_w=2.0,
-            radio_j_per_mb=0.3, charger_w=15.0,
-        ),
-    ),
-    "laptop-battery": DeviceProfile(
-        "laptop-battery",
-        cpu_share=1.0,
-        resolution=(960, 540),
-        battery=BatteryModel(
-            capacity_j=50 * 3600, level=0.6, idle_w=3.0, screen_w=2.0, cpu_w=8.0,
-            radio_j_per_mb=0.05, charger_w=45.0,
-        ),
-    ),
-    "vr-headset": DeviceProfile(
-        "vr-headset",
-        cpu_share=0.8,
-        resolution=(832, 464),
-        battery=BatteryModel(
-            capacity_j=20 * 3600, level=0.9, idle_w=1.5, screen_w=2.5, cpu_w=3.0,
-            radio_j_per_mb=0.1, charger_w=18.0,
-        ),
-    ),
-    "handheld-docked": DeviceProfile(
-        "handheld-docked",
-        cpu_share=1.0,
-        resolution=(960, 540),
-        battery=BatteryModel(
-            capacity_j=16 * 3600, level=0.7, charging=True, idle_w=1.0, screen_w=0.0,
-            cpu_w=4.0, radio_j_per_mb=0.1, charger_w=39.0,
-        ),
-    ),
-}  # fmt: skip
+# The device model belongs to the client; re-exported here for scenario code.
+from client.device import DEVICE_PROFILES, BatteryModel, DeviceProfile  # noqa: E402, F401
 
 
 @dataclass(slots=True)

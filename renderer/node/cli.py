@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 
@@ -43,6 +44,33 @@ def build_parser() -> argparse.ArgumentParser:
                    help="do not keep the spawn area loaded while no one is served")  # fmt: skip
     p.add_argument("--no-proxy", action="store_true",
                    help="refuse to play on the sim for clients (browser sessions)")  # fmt: skip
+    g = p.add_argument_group("scheduler (issue 5, docs/scheduler.md)")
+    g.add_argument(
+        "--scheduler", default=os.environ.get("SC_SCHEDULER_URL", ""), metavar="ws://HOST:PORT",
+        help="register with `shiftcraft scheduler` and push load once a second "
+        "(env SC_SCHEDULER_URL; default: none)",
+    )  # fmt: skip
+    g.add_argument(
+        "--scheduler-token", default=os.environ.get("SC_SCHEDULER_TOKEN", ""),
+        help="token for the scheduler (env SC_SCHEDULER_TOKEN)",
+    )  # fmt: skip
+    g.add_argument(
+        "--location", default=os.environ.get("SC_NODE_LOCATION", "edge"),
+        choices=("edge", "cloud"), help="where this node runs (env SC_NODE_LOCATION; default edge)",
+    )  # fmt: skip
+    g.add_argument(
+        "--capacity", type=int, default=None,
+        help="sessions offered to the scheduler (default: --max-sessions)",
+    )  # fmt: skip
+    g.add_argument(
+        "--public-url", default=os.environ.get("SC_NODE_PUBLIC_URL", ""), metavar="ws://HOST:PORT",
+        help="the URL clients open, as the scheduler hands it out (env SC_NODE_PUBLIC_URL; "
+        "default: the bound address; 0.0.0.0 becomes this host's name)",
+    )  # fmt: skip
+    g.add_argument(
+        "--cost", type=float, default=None,
+        help="cost of one session for the score policy (default: the location's)",
+    )  # fmt: skip
     p.add_argument("--log-level", default="INFO")
     return p
 
@@ -61,6 +89,12 @@ def config_from_args(args: argparse.Namespace) -> NodeConfig:
         render_threads=args.render_threads,
         prefetch_spawn=not args.no_prefetch_spawn,
         allow_proxy=not args.no_proxy,
+        scheduler_url=args.scheduler,
+        scheduler_token=args.scheduler_token,
+        location=args.location,
+        capacity=args.capacity,
+        public_url=args.public_url,
+        cost=args.cost,
     )
     if args.name:
         cfg.name = args.name

@@ -25,7 +25,9 @@ import logging
 import math
 import mimetypes
 import os
+import re
 import secrets
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -44,6 +46,7 @@ from client.connection import ConnectionClosed as SimClosed
 from renderer.node.metrics import NodeMetrics
 from renderer.node.session import SessionState, StreamSession
 from renderer.node.world import NodeWorld
+from scheduler.messages import NodeStatus
 from shiftcraft import stream_protocol as sp
 from shiftcraft.protocol import Message, ProtocolError, Update, Welcome
 
@@ -53,6 +56,7 @@ WEB_ROOT = Path(__file__).resolve().parent.parent / "web"
 INTEREST_PERIOD_S = 0.25
 CENTRE_MOVE = 8.0  # blocks a served player moves before the sim hears a new centre
 OFFER_TIMEOUT_S = 10.0
+NODE_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")  # names the scheduler accepts
 
 
 @dataclass(slots=True)
@@ -70,6 +74,13 @@ class NodeConfig:
     render_threads: int | None = None  # numba threads per frame (None: all cores)
     prefetch_spawn: bool = True  # keep the spawn area loaded for sessions to come
     allow_proxy: bool = True  # join the sim as the player for offers with proxy=true
+    # The scheduler (issue 5): register there and push a NodeStatus once a second.
+    scheduler_url: str = ""  # ws://HOST:PORT of `shiftcraft scheduler` ("" = none)
+    scheduler_token: str = ""
+    location: str = "edge"  # edge | cloud: what the scheduler's policies weigh
+    capacity: int | None = None  # sessions offered to the scheduler (None: max_sessions)
+    public_url: str = ""  # what clients open ("" = ws://HOST:PORT as bound)
+    cost: float | None = None  # per session, for the score policy (None: by location)
 
     def validate(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -80,6 +91,16 @@ class NodeConfig:
             raise ValueError("max_view_distance must be 16..512")
         if not self.sim_url.startswith(("ws://", "wss://")):
             raise ValueError(f"--sim must be a ws:// URL, got {self.sim_url!r}")
+        if self.scheduler_url and not self.scheduler_url.startswith(("ws://", "wss://")):
+            raise ValueError(f"--scheduler must be a ws:// URL, got {self.scheduler_url!r}")
+        if self.location not in ("edge", "cloud"):
+            raise ValueError(f"--location must be edge or cloud, not {self.location!r}")
+        if self.capacity is not None and self.capacity < 0:
+            raise ValueError("--capacity must be >= 0")
+        if self.public_url and not self.public_url.startswith(("ws://", "wss://")):
+            raise ValueError(f"--public-url must be a ws:// URL, got {self.public_url!r}")
+        if self.scheduler_url and not NODE_NAME_RE.match(self.name):
+            raise ValueError(f"--name {self.name!r}: the scheduler needs 1-32 of A-Z a-z 0-9 _ . -")
 
 
 class RenderNode:
@@ -106,6 +127,8 @@ class RenderNode:
         self._centres_sent: list[tuple[float, float, float]] | None = None
         self._distance_sent = 0
         self._interest_wake = asyncio.Event()
+        self.link: Any = None  # scheduler.agent.SchedulerLink with --scheduler
+        self._cpu_last: tuple[float, float] | None = None
 
     # -- running -----------------------------------------------------------------------
     def stop(self) -> None:
@@ -131,6 +154,8 @@ class RenderNode:
                 sock = next(iter(self._server.sockets))
                 host, port = sock.getsockname()[:2]
                 self.url = f"ws://{host}:{port}"
+                if cfg.scheduler_url:
+                    tg.create_task(self._scheduler_loop(), name="scheduler link")
                 await self._stop.wait()
                 await self._shutdown()
                 raise _Stopped
@@ -259,6 +284,72 @@ class RenderNode:
             return True
         return any(math.dist(a, b) > CENTRE_MOVE for a, b in zip(old, centres, strict=True))
 
+    # -- the scheduler ---------------------------------------------------------------------
+    def signalling_url(self) -> str:
+        """What clients open: ``--public-url``, else the bound address (0.0.0.0: our hostname)."""
+        cfg = self.config
+        if cfg.public_url:
+            return cfg.public_url
+        host, _, port = self.url.removeprefix("ws://").rpartition(":")
+        if host in ("0.0.0.0", "::", "[::]", ""):
+            host = socket.gethostname()  # in compose, the container's name resolves
+        return f"ws://{host}:{port}/session"
+
+    async def _scheduler_loop(self) -> None:
+        from scheduler.agent import LinkFailed, SchedulerLink
+
+        cfg = self.config
+        self.link = SchedulerLink.node(
+            cfg.scheduler_url,
+            cfg.name,
+            location=cfg.location,
+            capacity=cfg.max_sessions if cfg.capacity is None else cfg.capacity,
+            signalling_url=self.signalling_url(),
+            token=cfg.scheduler_token,
+            cost=cfg.cost,
+            sample=self.node_status,
+        )
+        stop = asyncio.ensure_future(self._stop.wait())
+        run = asyncio.ensure_future(self.link.run())
+        try:
+            await asyncio.wait({stop, run}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self.link.close()
+            stop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await stop
+            try:
+                await run
+            except LinkFailed as exc:
+                # Streaming works without the scheduler; say loudly why it is not told.
+                log.error("scheduler refused this node: %s", exc)
+
+    def node_status(self) -> NodeStatus:
+        """This node's load for the scheduler (its `SchedulerLink` sends it once a second)."""
+        cfg = self.config
+        now = time.monotonic()
+        live = [s for s in self.sessions.values() if not s.ended]
+        enc = [v for s in live if (v := _mean(s.stats.encode_ms)) is not None]
+        ren = [v for s in live if (v := _mean(s.stats.render_ms)) is not None]
+        fps = [s.stats.fps(now) for s in live if s.state == SessionState.STREAMING]
+        cpu_total = sum(os.times()[:2])
+        cpu = None
+        if self._cpu_last is not None and now > self._cpu_last[0]:
+            busy = (cpu_total - self._cpu_last[1]) / (now - self._cpu_last[0])
+            cpu = min(1.0, max(0.0, busy / (os.cpu_count() or 1)))
+        self._cpu_last = (now, cpu_total)
+        return NodeStatus(
+            t=time.time(),
+            sessions=len(live),
+            capacity=cfg.max_sessions if cfg.capacity is None else cfg.capacity,
+            accepting=not self._stop.is_set() and len(self.sessions) < cfg.max_sessions,
+            encode_ms=sum(enc) / len(enc) if enc else None,
+            render_ms=sum(ren) / len(ren) if ren else None,
+            fps=min(1000.0, sum(fps) / len(fps)) if fps else None,
+            cpu=cpu,
+            players=sorted({s.player for s in live if NODE_NAME_RE.match(s.player)})[:4096],
+        )
+
     # -- sessions ------------------------------------------------------------------------
     async def _handle(self, ws: ServerConnection) -> None:
         task = asyncio.current_task()
@@ -374,6 +465,12 @@ class RenderNode:
             "pid": os.getpid(),
             "time": time.time(),
         }
+
+
+def _mean(values: Any) -> float | None:
+    """Mean of the last few seconds of per-frame times (the deques keep 300 frames)."""
+    recent = list(values)[-60:]
+    return sum(recent) / len(recent) if recent else None
 
 
 def client_document() -> dict[str, Any]:
