@@ -192,9 +192,8 @@ async def demo(args: argparse.Namespace) -> int:
 
         config = data / "scheduler.json"
         config.write_text(json.dumps(SCHEDULER_CONFIG, indent=2))
-        say(
-            f"starting the scheduler (policy {args.policy}, decisions in {data / 'decisions.jsonl'})"
-        )
+        log = data / "decisions.jsonl"
+        say(f"starting the scheduler (policy {args.policy}, decisions in {log})")
         stack.scheduler = await start_service(
             "scheduler",
             ["--host", args.host, "--port", str(args.scheduler_port), "--policy", args.policy,
