@@ -77,14 +77,15 @@ class FrameInfo:
     rendered: bool
 
 
-def local_source(game: Game, welcome: Welcome) -> FrameSource:
-    """Local rendering: the client's own renderer over its replica."""
+def local_source(game: Game, welcome: Welcome, *, fill: bool = True) -> FrameSource:
+    """Local rendering: the client's own renderer over its replica (``fill``:
+    see `LocalRenderSource`)."""
     cfg = game.config
     # Nothing exists beyond the server's view distance: fog out there.
     vd = max(16, min(cfg.view_distance, welcome.view_distance or cfg.view_distance))
     width, height = game.render_size()
     return LocalRenderSource(
-        game.replica, width, height, view_distance=vd, threads=cfg.render_threads
+        game.replica, width, height, view_distance=vd, threads=cfg.render_threads, fill=fill
     )
 
 
@@ -259,7 +260,7 @@ class Game:
                 self._simulate(dt)
                 self._aim()
                 self._edits()
-                rendered = self._draw(now, dt)
+                rendered = await self._draw(now, dt)
                 self.frames += 1
                 shown = self.clock()
                 self.frame_stats.frame(shown)
@@ -272,8 +273,14 @@ class Game:
                     self.migration.after_frame(shown, rendered)
                 if self.on_frame is not None:
                     self.on_frame(self, FrameInfo(shown, interval, rendered))
-                # Pace, and always yield: the network tasks run between frames.
-                await asyncio.sleep(max(0.0, now + min_interval - self.clock()))
+                # Pace, and always yield: the network tasks run between frames. A
+                # stream wakes the loop as its frame arrives (not up to a frame later).
+                delay = max(0.0, now + min_interval - self.clock())
+                wait_frame = getattr(self.source, "wait_frame", None)
+                if wait_frame is not None and delay > 0.0:
+                    await wait_frame(delay)
+                else:
+                    await asyncio.sleep(delay)
         finally:
             stop.set()
             await self.session.close()
@@ -506,7 +513,7 @@ class Game:
             seq,
         )
 
-    def _draw(self, now: float, dt: float) -> bool:
+    async def _draw(self, now: float, dt: float) -> bool:
         size = self.render_size()
         source = self.source
         rendered = False
@@ -518,7 +525,10 @@ class Game:
             # Between connections the picture freezes on the last frame (with a
             # "reconnecting" line); a remote source has no new frames then either.
             if scene is not None and (self.playing or self.last_frame is None):
-                frame = source.frame(scene)
+                # A local render runs off the event loop (the kernel drops the
+                # GIL), so sockets and a stream being set up keep moving meanwhile.
+                render = getattr(source, "frame_async", None)
+                frame = await render(scene) if render is not None else source.frame(scene)
                 if frame is not None:
                     self.last_frame = frame
                     rendered = True

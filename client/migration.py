@@ -17,6 +17,8 @@ drop nor repeat one.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import enum
 import itertools
 import time
@@ -29,6 +31,13 @@ from client.sources import FrameSource
 
 LOCAL = "local"
 GAP_WINDOW_S = 0.5  # frames after the switch that still count towards its gap
+# Work done between frames while the old source keeps the display going:
+# pushing the replica into a new view (remote -> local) and shrinking the
+# replica once nothing renders from it (-> remote). Small slices, so a
+# frame is never late because of them.
+FILL_BUDGET_S = 0.004
+COMPACT_BUDGET_S = 0.002
+COMPACT_EVERY_S = 5.0  # deltas decode sections again while remote
 
 
 class MigrationState(enum.Enum):
@@ -69,6 +78,18 @@ class MigrationController:
         self.reports: list[dict] = []
         self.shown: deque[float] = deque(maxlen=4096)  # times frames were displayed
         self._pending: list[tuple[str, str]] = []
+        self._compact_at: float | None = None  # next replica compaction (remote mode)
+        if getattr(self.game, "remote", False):
+            # Started in remote mode: name the node it streams from.
+            url = self.game.config.render_node
+            self.node = next((n for n, u in self.nodes.items() if u == url), url)
+        if self.nodes:
+            self.preload_remote()
+
+    def preload_remote(self) -> None:
+        """Import the WebRTC stack now: the first import takes ~0.2 s, which
+        would otherwise stall the display at the first switch to a node."""
+        import client.remote  # noqa: F401
 
     # -- triggers -----------------------------------------------------------------
     def request(self, target: str, trigger: str = "manual") -> None:
@@ -95,6 +116,7 @@ class MigrationController:
                     self._begin(target, trigger, now)
             elif self.node != LOCAL:
                 self._watch_remote(now)
+                self._compact(now)
         elif self.state is MigrationState.PREPARING:
             self._prepare(now)
         elif self.state is MigrationState.RELEASING:
@@ -126,7 +148,8 @@ class MigrationController:
         self.current = sw
         self.state = MigrationState.PREPARING
         if target == LOCAL:
-            # The sim kept feeding the replica while remote: build and draw now.
+            # The sim kept feeding the replica while remote: build the view from
+            # it a slice per frame (`_prepare`), then draw.
             sw.candidate = self._local_source()
         else:
             sw.candidate = self._remote_source(self._url(target))
@@ -135,7 +158,7 @@ class MigrationController:
         from client.game import local_source
 
         g = self.game
-        return local_source(g, g.welcome)
+        return local_source(g, g.welcome, fill=False)
 
     def _remote_source(self, url: str) -> FrameSource:
         from client.remote import RemoteOptions, RemoteSource, RemoteStream
@@ -162,7 +185,11 @@ class MigrationController:
         cand = sw.candidate
         if sw.target == LOCAL:
             scene = g.scene(now)
-            frame = cand.frame(scene) if scene is not None else None
+            # A fallback has nothing else to show: fill at once.
+            budget = 1.0 if sw.outcome == "fallback" else FILL_BUDGET_S
+            if scene is None or not cand.fill_step(scene.x, scene.z, budget):
+                return
+            frame = cand.frame(scene)
             if frame is not None:
                 self._switch(sw, frame, now)
             return
@@ -185,6 +212,7 @@ class MigrationController:
         self.node = sw.target
         sw.switched_at = now
         self._release(old)
+        self._compact_at = None  # remote: start compacting at the next steady tick
         self.state = MigrationState.RELEASING
 
     def _release(self, old: FrameSource | None) -> None:
@@ -198,6 +226,18 @@ class MigrationController:
             sw.candidate.close()
         sw.switched_at = self.clock()
         self._finish(sw)
+
+    def _compact(self, now: float) -> None:
+        """Remote mode: shrink the replica a slice per frame, again every few seconds."""
+        g = self.game
+        if self._compact_at is None:
+            self._compact_at = now
+        if now < self._compact_at or g.predictor is None:
+            return
+        b = g.predictor.body
+        if g.replica.compact(b.x, b.y, b.z, COMPACT_BUDGET_S):
+            self._compact_at = now + COMPACT_EVERY_S
+            release_free_memory()
 
     def _watch_remote(self, now: float) -> None:
         g = self.game
@@ -245,3 +285,11 @@ class MigrationController:
         self.game.log(f"migration: {report}")
         if self.on_report is not None:
             self.on_report(report)
+
+
+def release_free_memory() -> None:
+    """Hand freed heap back to the OS (glibc keeps it otherwise): the 4 KiB
+    section arrays just re-encoded are small allocations."""
+    # Not glibc: no malloc_trim; the memory is reused by this process instead.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)

@@ -580,13 +580,18 @@ class RemoteStream:
     def has_new_frame(self) -> bool:
         return not self._newest_taken
 
-    async def next_frame(self, timeout: float | None = None) -> ShownFrame | None:
-        """Wait for a frame not shown yet and take it (None on timeout or end)."""
+    async def wait_new_frame(self, timeout: float | None = None) -> bool:
+        """Wait until a frame not shown yet is in (True) or ``timeout`` passes."""
         if self._newest_taken:
             self._frame_event.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
                     await self._frame_event.wait()
+        return self.has_new_frame
+
+    async def next_frame(self, timeout: float | None = None) -> ShownFrame | None:
+        """Wait for a frame not shown yet and take it (None on timeout or end)."""
+        await self.wait_new_frame(timeout)
         return self.take()
 
     def take(self) -> ShownFrame | None:
@@ -873,6 +878,13 @@ class RemoteSource:
             return None
         self.last = shown
         return self.stream.to_rgb(shown, self.width, self.height)
+
+    async def wait_frame(self, timeout: float) -> None:
+        """Return when a frame not shown yet is in, or after ``timeout``."""
+        if self.stream.has_new_frame:
+            await asyncio.sleep(0)  # still yield: the network tasks run between frames
+        else:
+            await self.stream.wait_new_frame(timeout)
 
     def send_inputs(self, frames: Sequence[Sequence[Any]]) -> bool:
         return self.stream.send_inputs(frames)

@@ -23,7 +23,8 @@ true block one round trip later, as in any client-predicted game.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -31,7 +32,7 @@ import numpy as np
 
 from shiftcraft.protocol import Update
 from world.blocks import BlockId
-from world.codec import CodecError, decode_section
+from world.codec import CodecError, decode_section, encode_section
 from world.coords import SECTION_MASK, SECTION_SHIFT, WORLD_HEIGHT, BlockPos, SectionKey
 
 __all__ = ["LazyReplica", "ReplicaSink", "ReplicaStats", "WorldReplica"]
@@ -74,6 +75,20 @@ class LazyReplica:
     def clear(self) -> None:
         self._arrays.clear()
         self._raw.clear()
+
+    def compact(self, keep: Callable[[SectionKey], bool], budget_s: float, level: int = 1) -> bool:
+        """Encode decoded sections back to bytes (except those ``keep`` wants
+        live) for about ``budget_s``; True once none is left to encode.
+
+        A client that stops rendering locally needs only the few sections
+        physics reads: the rest shrink from 4 KiB arrays to their wire size.
+        zlib level 1: this runs between frames, and the bytes stay local."""
+        deadline = time.perf_counter() + budget_s
+        for key in [k for k in self._arrays if not keep(k)]:
+            self._raw[key] = encode_section(self._arrays.pop(key), level)
+            if time.perf_counter() >= deadline:
+                return False
+        return True
 
     def array(self, key: SectionKey) -> np.ndarray | None:
         """The live ``[y, z, x]`` array of a section (decoding it now if needed)."""
@@ -301,6 +316,17 @@ class WorldReplica:
         self._pending.clear()
         self._predicted.clear()
         self._stale.clear()
+
+    def compact(self, x: float, y: float, z: float, budget_s: float) -> bool:
+        """Re-encode decoded sections except those around (x, y, z) — what
+        physics and ray casts read — for about ``budget_s`` (see
+        `LazyReplica.compact`); True when done. For a client not rendering."""
+        cx, cy, cz = int(x) >> SECTION_SHIFT, int(y) >> SECTION_SHIFT, int(z) >> SECTION_SHIFT
+
+        def keep(key: SectionKey) -> bool:
+            return max(abs(key[0] - cx), abs(key[1] - cy), abs(key[2] - cz)) <= 1
+
+        return self.sections.compact(keep, budget_s)
 
     def attach(self, sink: ReplicaSink | None, keys: Iterable[SectionKey] | None = None) -> int:
         """Mirror into ``sink`` from now on, pushing what we hold (or ``keys`` of it)."""

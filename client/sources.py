@@ -17,8 +17,10 @@ source behaves between decoded frames).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -88,6 +90,8 @@ class LocalRenderSource:
         height: int,
         view_distance: int = 96,
         threads: int | None = None,
+        *,
+        fill: bool = True,
     ) -> None:
         from renderer import Renderer, WorldView
 
@@ -99,7 +103,14 @@ class LocalRenderSource:
         self.frames = 0
         self.render_ms = 0.0
         self._centred = False
-        replica.attach(self)
+        # fill=False: mirror changes from now on but push what the replica
+        # holds later, a slice per frame (`fill_step`), so building the view
+        # never stalls a display that is still showing another source.
+        self._filling = not fill
+        self._thread: ThreadPoolExecutor | None = None
+        self._fill_origin: tuple[int, int] | None = None
+        self._fill_queue: list[tuple[int, int, int]] = []
+        replica.attach(self, keys=None if fill else ())
 
     # -- ReplicaSink ----------------------------------------------------------------
     def set_section(self, key: tuple[int, int, int], arr: np.ndarray) -> bool:
@@ -112,6 +123,10 @@ class LocalRenderSource:
 
     def set_block(self, x: int, y: int, z: int, block: int) -> bool:
         self.counters.blocks_set += 1
+        if self._filling and (x >> 4, y >> 4, z >> 4) not in self.view.loaded:
+            # Not pushed yet: it will come whole from the replica, which has this
+            # change; writing it now would make the view think the section is air.
+            return False
         return self.view.set_block(x, y, z, block)
 
     # -- FrameSource ----------------------------------------------------------------
@@ -137,10 +152,52 @@ class LocalRenderSource:
                     if arr is not None:
                         view.set_section(key, arr)
 
+    def fill_step(self, x: float, z: float, budget_s: float) -> bool:
+        """Push replica sections into the view around (x, z) for about ``budget_s``.
+
+        Nearest first. True once the window holds everything the replica
+        has for it (the next `frame` then pushes nothing)."""
+        view, replica = self.view, self.replica
+        view.recenter(x, z)
+        if self._fill_origin != view.origin:  # (re)plan: the window moved
+            self._fill_origin = view.origin
+            todo = [k for k in view.missing_sections() if k in replica]
+            self._fill_queue = todo[::-1]  # popped from the end: nearest first
+        deadline = time.perf_counter() + budget_s
+        queue = self._fill_queue
+        while queue:
+            key = queue.pop()
+            arr = replica.array(key) if key not in view.loaded else None
+            if arr is not None:
+                view.set_section(key, arr)
+            if time.perf_counter() >= deadline:
+                return not queue and self._fill_done()
+        return self._fill_done()
+
+    def _fill_done(self) -> bool:
+        self._filling = False
+        self._centred = True
+        return True
+
     def frame(self, scene: Scene) -> np.ndarray:
+        self.recenter(scene.x, scene.z)
+        return self._render(scene)
+
+    async def frame_async(self, scene: Scene) -> np.ndarray:
+        """`frame` with the render in this source's own thread.
+
+        Only the kernel call leaves the loop: the window moves and sections
+        are pushed here first, and the game applies network updates between
+        frames, so nothing writes to the view while the thread reads it."""
+        self.recenter(scene.x, scene.z)
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="local-render")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, self._render, scene)
+
+    def _render(self, scene: Scene) -> np.ndarray:
         from renderer import Camera
 
-        self.recenter(scene.x, scene.z)
         cam = Camera(scene.x, scene.y, scene.z, scene.yaw, scene.pitch, scene.fov_deg)
         t0 = time.perf_counter()
         out = self.renderer.render(self.view, cam, scene.avatars, scene.target)
@@ -158,6 +215,10 @@ class LocalRenderSource:
     def close(self) -> None:
         if self.replica.sink is self:
             self.replica.attach(None)
+        if self._thread is not None:
+            # No render is in flight: the game awaits each one before a switch.
+            self._thread.shutdown(wait=False)
+            self._thread = None
 
 
 @dataclass

@@ -15,12 +15,11 @@ import argparse
 import asyncio
 import contextlib
 import json
-import logging
-import signal
 import sys
 
 from scheduler.config import SchedulerConfig, build_config, load_config_file
 from scheduler.service import SchedulerService
+from shiftcraft.serve import configure_logging, serve_until_signalled
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,34 +62,13 @@ def config_from_args(args: argparse.Namespace) -> SchedulerConfig:
     )
 
 
-async def serve_until_signalled(config: SchedulerConfig) -> None:
-    service = SchedulerService(config)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, service.stop)
-    try:
-        async with asyncio.TaskGroup() as tg:
-            task = tg.create_task(service.run(), name="scheduler")
-            await service.wait_ready(task)
-            print(f"listening on {service.url}", flush=True)
-    except BaseExceptionGroup as group:
-        error: BaseException = group
-        while isinstance(error, BaseExceptionGroup):
-            error = error.exceptions[0]
-        raise error from None
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+async def serve(config: SchedulerConfig) -> None:
+    await serve_until_signalled(SchedulerService(config), "scheduler")
 
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("shiftcraft.scheduler.ws").setLevel(logging.WARNING)
+    configure_logging(args.log_level, quiet=("shiftcraft.scheduler.ws",))
     try:
         config = config_from_args(args)
         if args.replay:
@@ -101,7 +79,7 @@ def main(argv: list[str]) -> int:
                 result = replay(args.replay, config.policy_spec(), config.engine, log)
             print(json.dumps(result.summary(), indent=2))
             return 0
-        asyncio.run(serve_until_signalled(config))
+        asyncio.run(serve(config))
     except (ValueError, OSError) as exc:
         print(f"shiftcraft scheduler: {exc}", file=sys.stderr)
         return 1

@@ -29,8 +29,8 @@ from shiftcraft.protocol import (
     NAME_RE,
     U32,
     Check,
-    ProtocolError,
     boolean,
+    build_message,
     float_in,
     int_in,
     list_of,
@@ -38,6 +38,7 @@ from shiftcraft.protocol import (
     spec,
     text,
     tuple_of,
+    unpack_frame,
 )
 
 SCHED_PROTOCOL_VERSION = 1
@@ -242,36 +243,9 @@ def encode(msg: ControlMessage) -> bytes:
 
 def from_wire(obj: Any) -> ControlMessage:
     """Validate an unpacked msgpack object and build its message."""
-    if not isinstance(obj, dict):
-        raise ProtocolError("malformed", "a frame must be a msgpack map")
-    t = obj.get("type")
-    cls = MESSAGES.get(t) if isinstance(t, str) else None
-    if cls is None:
-        raise ProtocolError("unknown_type", f"unknown message type {t!r}")
-    kwargs: dict[str, Any] = {}
-    known = {"type"}
-    for f in fields(cls):
-        known.add(f.name)
-        if f.name in obj:
-            kwargs[f.name] = f.metadata["check"](f.name, obj[f.name])
-        elif f.default is MISSING and f.default_factory is MISSING:
-            raise ProtocolError("bad_field", f"{t}: missing field {f.name!r}")
-    extra = sorted(str(k) for k in obj if k not in known)
-    if extra:
-        raise ProtocolError("bad_field", f"{t}: unknown field(s) {', '.join(extra)}")
-    return cls(**kwargs)
+    return build_message(obj, MESSAGES, "a frame must be a msgpack map")
 
 
 def decode(data: Any, max_bytes: int = MAX_FRAME_BYTES) -> ControlMessage:
     """Bytes of one frame -> a validated message, or `ProtocolError`."""
-    if not isinstance(data, bytes | bytearray):
-        raise ProtocolError("malformed", "frames must be binary (msgpack), not text")
-    if len(data) > max_bytes:
-        raise ProtocolError("too_large", f"frame of {len(data)} bytes exceeds {max_bytes}")
-    try:
-        obj = msgpack.unpackb(data, raw=False, strict_map_key=True)
-    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
-        raise ProtocolError(
-            "malformed", f"not a msgpack frame: {exc or type(exc).__name__}"
-        ) from None
-    return from_wire(obj)
+    return from_wire(unpack_frame(data, max_bytes))

@@ -12,12 +12,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
-import signal
 import sys
 
 from server.config import GENERATORS, ServerConfig
 from server.service import SimServer
+from shiftcraft.serve import configure_logging, serve_until_signalled
 from world.store import StoreError
 
 
@@ -62,39 +61,17 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     )
 
 
-async def serve_until_signalled(config: ServerConfig) -> None:
-    server = SimServer(config)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, server.stop)
-    try:
-        async with asyncio.TaskGroup() as tg:
-            task = tg.create_task(server.run(), name="sim server")
-            await server.wait_ready(task)
-            print(f"listening on {server.url}", flush=True)
-    except BaseExceptionGroup as group:
-        # One task: report its error itself (a bad store, a taken port), not a group.
-        error: BaseException = group
-        while isinstance(error, BaseExceptionGroup):
-            error = error.exceptions[0]
-        raise error from None
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+async def serve(config: ServerConfig) -> None:
+    await serve_until_signalled(SimServer(config), "sim server")
 
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("shiftcraft.server.ws").setLevel(logging.WARNING)
+    configure_logging(args.log_level, quiet=("shiftcraft.server.ws",))
     try:
         config = config_from_args(args)
         config.validate()
-        asyncio.run(serve_until_signalled(config))
+        asyncio.run(serve(config))
     except (ValueError, OSError, StoreError) as exc:
         print(f"shiftcraft server: {exc}", file=sys.stderr)
         return 1

@@ -64,6 +64,8 @@ def stats_document(server: SimServer) -> dict[str, Any]:
         "edits_rejected": dict(stats.edits_rejected),
         "input_frames_total": stats.input_frames,
         "input_frames_dropped_total": stats.input_frames_dropped,
+        "input_frames_duplicate_total": stats.input_frames_duplicate,
+        "input_frames_missing_total": stats.input_frames_missing,
         "commit_failures_total": stats.commit_failures,
         "disconnects": dict(stats.disconnects),
     }

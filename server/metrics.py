@@ -38,6 +38,8 @@ class ServerStats:
     block_changes: int = 0
     input_frames: int = 0
     input_frames_dropped: int = 0
+    input_frames_duplicate: int = 0  # seq already consumed: skipped, never applied twice
+    input_frames_missing: int = 0  # seq gaps: frames a client sent that never arrived
     connections: int = 0
     commit_failures: int = 0
     messages_in: Tally[str] = field(default_factory=Tally)  # by type
@@ -121,6 +123,12 @@ class ServerMetrics:
             "input_frames": counter(m.SERVER_INPUT_FRAMES_TOTAL, "Input frames applied"),
             "input_frames_dropped": counter(
                 m.SERVER_INPUT_FRAMES_DROPPED_TOTAL, "Input frames dropped by the speed check"
+            ),
+            "input_frames_duplicate": counter(
+                m.SERVER_INPUT_FRAMES_DUPLICATE_TOTAL, "Input frames whose seq was already consumed"
+            ),
+            "input_frames_missing": counter(
+                m.SERVER_INPUT_FRAMES_MISSING_TOTAL, "Input seqs skipped (frames that never came)"
             ),
             "connections": counter(m.SERVER_CONNECTIONS_TOTAL, "Websocket connections accepted"),
             "commit_failures": counter(

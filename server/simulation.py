@@ -319,11 +319,14 @@ class Simulation:
             return
         credit.refill(now)
         world = self.world
-        applied = dropped = 0
+        applied = dropped = duplicate = missing = 0
         for frame in frames:
             seq = frame[0]
             if seq <= s.last_seq:
-                continue  # a duplicate or reordered frame: already consumed
+                duplicate += 1  # a duplicate or reordered frame: already consumed
+                continue
+            if s.last_seq >= 0 and seq > s.last_seq + 1:
+                missing += seq - s.last_seq - 1  # never arrived (the client lost them)
             s.last_seq = seq
             s.ack_dirty = True
             dt = frame[1]
@@ -345,6 +348,8 @@ class Simulation:
         s.body = body
         self.stats.input_frames += applied
         self.stats.input_frames_dropped += dropped
+        self.stats.input_frames_duplicate += duplicate
+        self.stats.input_frames_missing += missing
 
     # -- edits -------------------------------------------------------------------
     def _index_bodies(self) -> None:

@@ -31,6 +31,8 @@ SERVER_EDITS_APPLIED_TOTAL = "shiftcraft_server_edits_applied_total"  # label: a
 SERVER_EDITS_REJECTED_TOTAL = "shiftcraft_server_edits_rejected_total"  # label: reason
 SERVER_INPUT_FRAMES_TOTAL = "shiftcraft_server_input_frames_total"
 SERVER_INPUT_FRAMES_DROPPED_TOTAL = "shiftcraft_server_input_frames_dropped_total"  # speed
+SERVER_INPUT_FRAMES_DUPLICATE_TOTAL = "shiftcraft_server_input_frames_duplicate_total"
+SERVER_INPUT_FRAMES_MISSING_TOTAL = "shiftcraft_server_input_frames_missing_total"  # seq gaps
 SERVER_BLOCK_CHANGES_TOTAL = "shiftcraft_server_block_changes_total"
 
 # -- render node (renderer/node) ----------------------------------------------------------

@@ -16,7 +16,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import msgpack
 
@@ -322,10 +322,14 @@ MESSAGES: dict[str, type[Message]] = {
 }
 
 # -- encoding ------------------------------------------------------------------
-_FIELDS: dict[type[Message], list[tuple[str, Check, bool]]] = {}
+M = TypeVar("M")
+# Shared by every protocol of the project (the sim's here, the scheduler's
+# `scheduler.messages`, the render node's `shiftcraft.stream_protocol`): a
+# message is a dataclass whose fields carry their `Check` in ``spec``.
+_FIELDS: dict[type, list[tuple[str, Check, bool]]] = {}
 
 
-def _field_table(cls: type[Message]) -> list[tuple[str, Check, bool]]:
+def _field_table(cls: type) -> list[tuple[str, Check, bool]]:
     table = _FIELDS.get(cls)
     if table is None:
         table = [
@@ -346,10 +350,16 @@ def encode(msg: Message) -> bytes:
 
 def from_wire(obj: Any) -> Message:
     """Validate an unpacked msgpack object and build its message."""
+    return build_message(obj, MESSAGES, "a frame must be a msgpack map")
+
+
+def build_message(obj: Any, table: dict[str, type[M]], not_a_map: str) -> M:
+    """Validate a decoded map against the message type its ``type`` names in
+    ``table`` and build it; `ProtocolError` (``not_a_map`` if it is no map)."""
     if not isinstance(obj, dict):
-        raise ProtocolError("malformed", "a frame must be a msgpack map")
+        raise ProtocolError("malformed", not_a_map)
     t = obj.get("type")
-    cls = MESSAGES.get(t) if isinstance(t, str) else None
+    cls = table.get(t) if isinstance(t, str) else None
     if cls is None:
         raise ProtocolError("unknown_type", f"unknown message type {t!r}")
     kwargs: dict[str, Any] = {}
@@ -367,20 +377,20 @@ def from_wire(obj: Any) -> Message:
     return cls(**kwargs)
 
 
-def decode(data: bytes, max_bytes: int = MAX_CLIENT_FRAME_BYTES) -> Message:
-    """Bytes of one frame -> a validated message, or `ProtocolError`."""
+def unpack_frame(data: Any, max_bytes: int) -> Any:
+    """One binary msgpack frame -> the object in it, or `ProtocolError`."""
     if not isinstance(data, bytes | bytearray):
-        raise ProtocolError("malformed", "frames must be binary")
+        raise ProtocolError("malformed", "frames must be binary (msgpack), not text")
     if len(data) > max_bytes:
         raise ProtocolError("too_large", f"frame of {len(data)} bytes exceeds {max_bytes}")
     try:
-        obj = msgpack.unpackb(
-            data,
-            raw=False,
-            strict_map_key=True,
-        )
+        return msgpack.unpackb(data, raw=False, strict_map_key=True)
     except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
         raise ProtocolError(
             "malformed", f"not a msgpack frame: {exc or type(exc).__name__}"
         ) from None
-    return from_wire(obj)
+
+
+def decode(data: bytes, max_bytes: int = MAX_CLIENT_FRAME_BYTES) -> Message:
+    """Bytes of one frame -> a validated message, or `ProtocolError`."""
+    return from_wire(unpack_frame(data, max_bytes))

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 from shiftcraft.protocol import (
@@ -37,6 +37,7 @@ from shiftcraft.protocol import (
     Check,
     ProtocolError,
     boolean,
+    build_message,
     float_in,
     int_in,
     list_of,
@@ -258,24 +259,7 @@ CHANNEL_LABEL = "rt"
 
 def from_wire(obj: Any, table: dict[str, type[StreamMessage]]) -> StreamMessage:
     """Validate a parsed JSON object and build its message (`ProtocolError` if bad)."""
-    if not isinstance(obj, dict):
-        raise ProtocolError("malformed", "a message must be a JSON object")
-    t = obj.get("type")
-    cls = table.get(t) if isinstance(t, str) else None
-    if cls is None:
-        raise ProtocolError("unknown_type", f"unknown message type {t!r}")
-    kwargs: dict[str, Any] = {}
-    known = {"type"}
-    for f in fields(cls):
-        known.add(f.name)
-        if f.name in obj:
-            kwargs[f.name] = f.metadata["check"](f.name, obj[f.name])
-        elif f.default is MISSING and f.default_factory is MISSING:
-            raise ProtocolError("bad_field", f"{t}: missing field {f.name!r}")
-    extra = sorted(str(k) for k in obj if k not in known)
-    if extra:
-        raise ProtocolError("bad_field", f"{t}: unknown field(s) {', '.join(extra)}")
-    return cls(**kwargs)
+    return build_message(obj, table, "a message must be a JSON object")
 
 
 def decode(data: str | bytes, table: dict[str, type[StreamMessage]], max_bytes: int) -> Any:

@@ -128,6 +128,50 @@ class Child:
                 os.killpg(self.proc.pid, signal.SIGKILL)
 
 
+async def start_service(
+    command: str,
+    args: Sequence[str],
+    timeout: float = 60.0,
+    on_line: LineHandler | None = None,
+    env: dict[str, str] | None = None,
+) -> tuple[Child, str]:
+    """Start ``shiftcraft COMMAND ARGS`` (server, scheduler, render-node); return it and
+    its URL once it prints ``listening on ws://...``. A clear error if it exits first
+    or stays silent for ``timeout`` seconds (its last lines included)."""
+    found: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    def watch(which: str, line: str) -> bool | None:
+        if not found.done():
+            m = LISTENING_RE.search(line)
+            if m:
+                found.set_result(m.group(1))
+        return on_line(which, line) if on_line is not None else None
+
+    child = await Child.spawn(command, python_cmd(command, *args), watch, env=env)
+    try:
+        async with asyncio.timeout(timeout):
+            exited = asyncio.ensure_future(child.proc.wait())
+            try:
+                await asyncio.wait({found, exited}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                exited.cancel()
+        if not found.done():
+            await child.stop()
+            raise RuntimeError(
+                f"{command} exited with code {child.proc.returncode} before listening:\n"
+                + child.tail_text()
+            )
+    except TimeoutError:
+        await child.stop()
+        raise RuntimeError(
+            f"{command} did not print 'listening on' within {timeout:g} s:\n" + child.tail_text()
+        ) from None
+    except BaseException:
+        await asyncio.shield(child.stop(timeout=3.0))
+        raise
+    return child, found.result()
+
+
 @dataclass
 class ServerProcess:
     child: Child
@@ -145,38 +189,8 @@ class ServerProcess:
         on_line: LineHandler | None = None,
     ) -> ServerProcess:
         """Start ``shiftcraft server ARGS``; returns once it prints ``listening on ws://...``."""
-        found: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-
-        def watch(which: str, line: str) -> bool | None:
-            if not found.done():
-                m = LISTENING_RE.search(line)
-                if m:
-                    found.set_result(m.group(1))
-            return on_line(which, line) if on_line is not None else None
-
-        child = await Child.spawn("server", python_cmd("server", *args), watch)
-        try:
-            async with asyncio.timeout(timeout):
-                exited = asyncio.ensure_future(child.proc.wait())
-                try:
-                    await asyncio.wait({found, exited}, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    exited.cancel()
-            if not found.done():
-                await child.stop()
-                raise RuntimeError(
-                    f"server exited with code {child.proc.returncode} before listening:\n"
-                    + child.tail_text()
-                )
-        except TimeoutError:
-            await child.stop()
-            raise RuntimeError(
-                f"server did not print 'listening on' within {timeout:g} s:\n" + child.tail_text()
-            ) from None
-        except BaseException:
-            await asyncio.shield(child.stop(timeout=3.0))
-            raise
-        return cls(child, found.result())
+        child, url = await start_service("server", args, timeout, on_line)
+        return cls(child, url)
 
     async def stats(self, timeout: float = 5.0) -> dict[str, Any]:
         return await fetch_json(self.http_url + "/stats", timeout)

@@ -19,6 +19,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     "store": ("shiftcraft.bench.store", "edits committed per second through group commit"),
     "render": ("shiftcraft.bench.render", "ray-caster FPS and frame times at 360p and 720p"),
     "client-local": ("shiftcraft.bench.client_local", "headless local-mode client walking a path"),
+    "client-memory": ("shiftcraft.bench.client_memory", "client RSS: local vs remote rendering"),
     "stream": ("shiftcraft.bench.stream", "remote rendering over WebRTC: g2g latency, fps, Mbit/s"),
     "stream-capacity": ("shiftcraft.bench.stream_capacity", "sessions one render node sustains"),
     "link-emulator": ("shiftcraft.bench.link_emulator", "emulator latency, CPU/Mbit, RTT, rate"),
