@@ -67,15 +67,13 @@ class ClientAgent:
         else:
             for name, url in nodes.items():
                 ctl.nodes.setdefault(name, url)
-        if game.remote and ctl.node == LOCAL:
-            # Started on --render-node: the controller must know it is remote now.
-            ctl.node = next((n for n, u in ctl.nodes.items() if u == cfg.render_node), LOCAL)
         self.controller = ctl
         self._chained_report = ctl.on_report
         ctl.on_report = self._on_report
         self.battery: Battery | RealBattery | None = make_battery(
-            cfg.device, level=cfg.battery_level, charging=cfg.charging
-        )
+            cfg.device, level=cfg.battery_level, charging=cfg.charging,
+            capacity_j=cfg.battery_capacity_j,
+        )  # fmt: skip
         self.metrics = ClientMetrics()
         # RTT to the nodes the client could move to, for the scheduler's placement;
         # only worth the connections when a scheduler listens.

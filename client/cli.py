@@ -125,6 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="start the modelled battery on (--charging) or off (--no-charging) a charger",
     )  # fmt: skip
     g.add_argument(
+        "--battery-capacity-j", type=float, default=None, metavar="J",
+        help="size of the modelled battery in joules (default: the device's)",
+    )  # fmt: skip
+    g.add_argument(
         "--metrics-port", type=int, default=d.metrics_port,
         help="serve /metrics, /health, /state and POST /control here (0 = off)",
     )  # fmt: skip
@@ -207,6 +211,7 @@ def config_from_args(args: argparse.Namespace) -> ClientConfig:
         device=args.device,
         battery_level=args.battery_level,
         charging=args.charging,
+        battery_capacity_j=args.battery_capacity_j,
         metrics_host=args.metrics_host,
         metrics_port=args.metrics_port,
     )

@@ -52,6 +52,7 @@ class ClientConfig:
     device: str | None = None  # a client.device.DEVICE_PROFILES key
     battery_level: float | None = None  # start level 0..1 (models a battery)
     charging: bool | None = None  # on a charger at the start (models a battery)
+    battery_capacity_j: float | None = None  # resize the modelled battery
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 0  # HTTP /metrics, /health, /state, /control; 0 = off
 
@@ -98,6 +99,8 @@ class ClientConfig:
             if self.device not in DEVICE_PROFILES:
                 known = ", ".join(DEVICE_PROFILES)
                 raise ValueError(f"unknown device profile {self.device!r} (known: {known})")
+        if self.battery_capacity_j is not None and not self.battery_capacity_j > 0:
+            raise ValueError("battery capacity must be > 0 joules")
         if self.battery_level is not None and not 0.0 <= self.battery_level <= 1.0:
             raise ValueError("battery level must be within 0..1 (0.15 = 15 %)")
         if not 0 <= self.metrics_port <= 65535:

@@ -245,6 +245,7 @@ def make_battery(
     *,
     level: float | None = None,
     charging: bool | None = None,
+    capacity_j: float | None = None,
     real: Callable[[], RealBattery | None] = RealBattery.probe,
 ) -> Battery | RealBattery | None:
     """The battery a client reports.
@@ -253,13 +254,14 @@ def make_battery(
     battery: the profile's model, or a phone-sized default, with the given
     level and charger state. Otherwise the machine's real battery, if it has
     one; otherwise None (telemetry then says the battery is unknown).
+    ``capacity_j`` resizes a modelled battery (demos: a story in a minute).
     """
     profile = DEVICE_PROFILES.get(device) if device else None
     if device and profile is None:
         known = ", ".join(DEVICE_PROFILES)
         raise ValueError(f"unknown device profile {device!r} (known: {known})")
     model = profile.battery if profile is not None else None
-    if model is None and (level is not None or charging is not None):
+    if model is None and (level is not None or charging is not None or capacity_j is not None):
         model = BatteryModel(capacity_j=15 * 3600)
     if model is not None:
         model = replace(model)
@@ -267,6 +269,8 @@ def make_battery(
             model.level = _ratio(level, "battery level")
         if charging is not None:
             model.charging = charging
+        if capacity_j is not None:
+            model.capacity_j = float(capacity_j)
         return Battery(model)
     if profile is not None:
         return None  # a profile with no battery (mains powered)

@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -26,6 +27,7 @@ import re
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -684,8 +686,49 @@ def exported_types(stack: dict[str, Started]) -> dict[str, str]:
     return types
 
 
-def test_dashboard_metrics_are_exported_with_the_right_type(stack: dict[str, Started]) -> None:
+@pytest.fixture(scope="module")
+def player_metrics(stack: dict[str, Started], tmp_path_factory) -> Iterator[str]:
+    """/metrics of a player's client against the stack (a client is not a compose
+    service: it runs on the player's machine and is scraped through file_sd)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = tmp_path_factory.mktemp("player") / "player.log"
+    cmd = [
+        sys.executable, "-m", "shiftcraft", "play", "--headless", "--res", "160x90",
+        "--server", f"ws://127.0.0.1:{stack['sim'].port}", "--name", "watched",
+        "--device", "phone", "--metrics-port", str(port), "--seconds", "300",
+        "--render", "remote", "--render-node", f"ws://127.0.0.1:{stack['render-edge'].port}",
+    ]  # fmt: skip
+    with open(log, "wb") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        deadline = time.monotonic() + 240.0  # a cold numba cache compiles first
+        text = ""
+        # Streaming from the edge node, so the node RTT is known too.
+        wanted = ("shiftcraft_client_fps ", "_rtt_sim_seconds ", "_rtt_node_seconds ")
+        while not all(w in text for w in wanted):
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.5)
+            url = f"http://127.0.0.1:{port}/metrics"
+            with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=5) as r:
+                text = r.read().decode()
+        yield text
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_dashboard_metrics_are_exported_with_the_right_type(
+    stack: dict[str, Started], player_metrics: str
+) -> None:
     types = exported_types(stack)
+    for m in re.finditer(r"^# TYPE (\S+) (\S+)$", player_metrics, re.M):
+        types[m.group(1)] = m.group(2)
     for queried, panels in dashboard_metrics().items():
         base = base_name(queried)
         # Depending on its version, prometheus-client's TYPE line names a counter
@@ -718,3 +761,25 @@ def test_compose_bots_command_joins_the_sim(compose: dict, stack: dict[str, Star
     out = bots.proc.stdout.read().decode() if bots.proc.stdout else ""
     assert rc == 0, bots.log.read_text()[-2000:]
     assert out.strip(), "the bots printed no summary"
+
+
+def test_promtool_finds_nothing_to_complain_about(
+    stack: dict[str, Started], player_metrics: str
+) -> None:
+    """Every service's /metrics and a client's pass `promtool check metrics` (the
+    linter of the Prometheus project: naming, units, help, counter suffixes)."""
+    exe = shutil.which("promtool")
+    if exe is None:
+        pytest.fail(
+            "promtool is not installed: .ci/run installs Debian's prometheus package",
+            pytrace=False,
+        )
+    texts = {name: proc.get("/metrics")[1] for name, proc in stack.items()}
+    texts["client"] = player_metrics
+    for name, text in texts.items():
+        result = subprocess.run(
+            [exe, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30
+        )
+        assert result.returncode == 0 and not result.stdout.strip(), (
+            f"{name}: {result.stdout}{result.stderr}"
+        )
