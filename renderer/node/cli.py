@@ -11,13 +11,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
 import os
-import signal
 import sys
 
 from client.connection import ConnectError
 from renderer.node.service import NodeConfig, RenderNode
+from shiftcraft.serve import configure_logging, serve_until_signalled
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,43 +100,21 @@ def config_from_args(args: argparse.Namespace) -> NodeConfig:
     return cfg
 
 
-async def serve_until_signalled(config: NodeConfig) -> None:
+async def serve(config: NodeConfig) -> None:
     import renderer
 
     # Compile or load the kernel before accepting anyone: a first frame must not wait 30 s.
     await asyncio.to_thread(renderer.warm_up)
-    node = RenderNode(config)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, node.stop)
-    try:
-        async with asyncio.TaskGroup() as tg:
-            task = tg.create_task(node.run(), name="render node")
-            await node.wait_ready(task, timeout=120.0)
-            print(f"listening on {node.url}", flush=True)
-    except BaseExceptionGroup as group:
-        error: BaseException = group
-        while isinstance(error, BaseExceptionGroup):
-            error = error.exceptions[0]
-        raise error from None
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+    await serve_until_signalled(RenderNode(config), "render node")
 
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    for noisy in ("aioice", "aiortc", "websockets"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_logging(args.log_level, quiet=("aioice", "aiortc", "websockets"))
     try:
         config = config_from_args(args)
         config.validate()
-        asyncio.run(serve_until_signalled(config))
+        asyncio.run(serve(config))
     except (ValueError, OSError, ConnectError, TimeoutError) as exc:
         print(f"shiftcraft render-node: {exc}", file=sys.stderr)
         return 1

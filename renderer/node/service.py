@@ -181,7 +181,7 @@ class RenderNode:
             with contextlib.suppress(Exception):
                 await self.sim.close()
 
-    async def wait_ready(self, task: asyncio.Task | None = None, timeout: float = 60.0) -> None:
+    async def wait_ready(self, task: asyncio.Task | None = None, timeout: float = 120.0) -> None:
         """Until listening and welcomed by the sim (or ``task`` failed)."""
         async with asyncio.timeout(timeout):
             while not self.ready.is_set():
