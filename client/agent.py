@@ -291,7 +291,23 @@ class ClientAgent:
             "queued": [placement(t) for t, _ in ctl._pending],
             "telemetry": None if snap is None else snap.as_dict(),
             "reports": ctl.reports[-20:],
+            "switches_total": len(ctl.reports),
             "battery": self._battery_dict(),
+            "player": self._player_dict(),
+        }
+
+    def _player_dict(self) -> dict[str, Any]:
+        g = self.game
+        st = g.replica.stats
+        p = g.predictor
+        return {
+            "pos": None if p is None else [round(v, 3) for v in (p.body.x, p.body.y, p.body.z)],
+            # The sim's word on where we are (and the newest input it applied).
+            "server_pos": None if g.server_state is None else list(g.server_state[2]),
+            "ack": None if g.server_state is None else g.server_state[1],
+            "edits_sent": g.edits_sent,
+            "edits_confirmed": st.edits_confirmed,
+            "edits_rejected": st.edits_rejected,
         }
 
     def _battery_dict(self) -> dict[str, Any] | None:

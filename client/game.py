@@ -164,6 +164,7 @@ class Game:
         self.on_frame: Callable[[Game, FrameInfo], None] | None = None
         # client.migration.MigrationController, when switching sources is allowed.
         self.migration: Any = None
+        self.edits_sent = 0  # edits handed to the sim (results: replica.stats)
         self.welcome: Welcome | None = None
         self.frames = 0
         self.rendered = 0
@@ -480,6 +481,7 @@ class Game:
             new = current
         if not self.session.queue_edit(action, x, y, z, block, self.generation):
             return False
+        self.edits_sent += 1
         if action in ("break", "place") and not self.remote:
             self.replica.predict_edit(x, y, z, new)
         return True

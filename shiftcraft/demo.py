@@ -283,13 +283,14 @@ async def status_loop(stack: Stack, args: argparse.Namespace) -> None:
 async def _story(stack: Stack, client: dict[str, Any], args: argparse.Namespace) -> None:
     """Print new switches; plug and unplug the charger (battery policy only)."""
     reports = client.get("reports") or []
-    for r in reports[stack.reports_seen :]:
+    total = int(client.get("switches_total") or len(reports))
+    for r in reports[len(reports) - min(len(reports), total - stack.reports_seen) :]:
         say(
             f">>> switch {r.get('from')} -> {r.get('to')}: {r.get('outcome')}"
             f" ({r.get('trigger')}{', ' + r['reason'] if r.get('reason') else ''}),"
             f" display gap {r.get('gap_ms')} ms, took {r.get('duration_ms')} ms"
         )
-    stack.reports_seen = len(reports)
+    stack.reports_seen = total
     if args.policy != "battery":
         return
     now = time.monotonic()

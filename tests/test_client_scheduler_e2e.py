@@ -11,19 +11,20 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import signal
 import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+from procs import free_port as _free_port
+from procs import get as _get
+from procs import start_listening
+from procs import stop as _stop
+from procs import wait_for as _wait
 from prometheus_client.parser import text_string_to_metric_families
 
 from renderer.node.launch import NodeProcess, start_node
@@ -35,74 +36,21 @@ NODE = "cloud-1"
 CLIENT = "e2e-tele"
 
 
-def _get(url: str, timeout: float = 5.0) -> bytes:
-    with urllib.request.urlopen(url, timeout=timeout) as resp:
-        return resp.read()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(what: str, fn: Callable[[], Any], timeout: float, every: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = fn()
-        except (OSError, urllib.error.URLError, ValueError, KeyError) as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(every)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
-
-
-def _stop(proc: subprocess.Popen, timeout: float = 20.0) -> int:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.returncode
-
-
 @pytest.fixture(scope="module")
 def scheduler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A `shiftcraft scheduler` process; yields its http://HOST:PORT."""
     tmp = tmp_path_factory.mktemp("sched")
     cfg = tmp / "policy.yaml"
     cfg.write_text("engine:\n  min_dwell_s: 5\n  settle_s: 1\n")
-    err = open(tmp / "scheduler.log", "wb")  # noqa: SIM115 - closed at teardown
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "shiftcraft", "scheduler", "--host", "127.0.0.1", "--port", "0",
-         "--policy", f"static:{NODE}", "--config", str(cfg), "--log", str(tmp / "d.jsonl")],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    proc, url = start_listening(
+        ["scheduler", "--host", "127.0.0.1", "--port", "0", "--policy", f"static:{NODE}",
+         "--config", str(cfg), "--log", str(tmp / "d.jsonl")],
+        tmp / "scheduler.log",
     )  # fmt: skip
-    assert proc.stdout is not None
-    line = b""
-    deadline = time.monotonic() + 60
     try:
-        while not line.endswith(b"\n"):
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise AssertionError(
-                    f"scheduler did not start: {(tmp / 'scheduler.log').read_text()}"
-                )
-            ready, _, _ = select.select([proc.stdout], [], [], 0.5)
-            if ready:
-                line += os.read(proc.stdout.fileno(), 1)
-        text = line.decode().strip()
-        assert text.startswith("listening on ws://"), text
-        yield "http" + text.removeprefix("listening on ws")
+        yield "http" + url.removeprefix("ws")
     finally:
         assert _stop(proc) in (0, -signal.SIGKILL)
-        err.close()
 
 
 @pytest.fixture(scope="module")
