@@ -67,6 +67,8 @@ class ClientAgent:
         else:
             for name, url in nodes.items():
                 ctl.nodes.setdefault(name, url)
+        if cfg.scheduler:
+            ctl.preload_remote()  # it may send us to a node at any moment
         self.controller = ctl
         self._chained_report = ctl.on_report
         ctl.on_report = self._on_report

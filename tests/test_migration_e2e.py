@@ -28,8 +28,9 @@ from renderer.node.launch import NodeProcess, start_node
 pytestmark = pytest.mark.timeout(900)  # a renderer compile on 2 busy cores takes minutes
 NODE = "edge-1"
 GAP_BOUND_MS = 250.0  # measured 20-50 ms (bench migration); margin for 2 busy CI cores
-# Walk, look down, build, look up, turn: edits and movement in every mode.
-SCRIPT = "walk 0.6; look 0 -55; place; wait 0.3; look 0 0; turn 50"
+# Walk, look down, aim (a streamed frame shows what is under the crosshair), build,
+# look up, turn: edits and movement in every mode.
+SCRIPT = "walk 0.6; look 0 -55; wait 0.3; place; wait 0.3; look 0 0; turn 50"
 
 
 @pytest.fixture(scope="module")
