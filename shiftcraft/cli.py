@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("shiftcraft.demo", "start the whole stack on embedded defaults"),
     "render-node": ("renderer.node.cli", "render players' views and stream them over WebRTC"),
     "scheduler": ("scheduler.cli", "run the policy scheduler"),
+    "experiment": ("experiments.cli", "run, report and validate experiment scenarios"),
 }
 
 

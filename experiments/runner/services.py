@@ -1,0 +1,216 @@
+"""Start Shiftcraft services on testbed hosts, watch their output, stop them.
+
+Each service is a real ``python -m shiftcraft <command>`` process spawned on
+its `Host` (inside its namespace when emulated). Services that listen are
+started with ``--port 0`` on the host's own address and print
+``listening on ws://HOST:PORT``; we wait for that line rather than guessing
+ports, so loopback runs (all hosts on 127.0.0.1) never collide. stdout and
+stderr go to ``logs/<node>.log`` (stdout lines prefixed ``out:``) so a failed
+run can be diagnosed from its folder alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import socket
+import sys
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from experiments.testbed.cpu import CpuLimit
+from experiments.testbed.topology import Host
+
+LISTENING_RE = re.compile(r"listening on (ws://[^\s]+)")
+REPO = Path(__file__).resolve().parents[2]
+
+
+class ServiceError(RuntimeError):
+    """A service did not start (exited, or never said it listens); has its log tail."""
+
+
+def shiftcraft_argv(*args: str) -> list[str]:
+    """``python -m shiftcraft ARGS`` with this interpreter (the venv's)."""
+    return [sys.executable, "-m", "shiftcraft", *args]
+
+
+def free_port() -> int:
+    """A TCP port free right now on 127.0.0.1 (for services that cannot take ``--port 0``)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Service:
+    """One running node of the experiment."""
+
+    name: str  # node name in tables and events: sim, scheduler, edge-1, alice, bots:walkers
+    kind: str  # sim | render | scheduler | client | bots
+    host: Host
+    proc: asyncio.subprocess.Process
+    log_path: Path
+    url: str = ""  # ws://ADDRESS:PORT peers use ("" if it does not listen)
+    port: int = 0
+    metrics_url: str = ""  # http://127.0.0.1:PORT/metrics as the runner reaches it
+    cpu: CpuLimit | None = None
+    stdout_lines: list[str] = field(default_factory=list)  # kept for bots' JSON summary
+    tail: deque[str] = field(default_factory=lambda: deque(maxlen=30))
+    listening: asyncio.Future[str] | None = None
+    _readers: list[asyncio.Task] = field(default_factory=list, repr=False)
+    _log: IO[str] | None = field(default=None, repr=False)
+    killed: bool = False  # by a `kill` action: its exit is expected
+
+    @property
+    def running(self) -> bool:
+        return self.proc.returncode is None
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def tail_text(self) -> str:
+        return "\n".join(f"  [{self.name}] {line}" for line in self.tail)
+
+    async def _read(self, stream: asyncio.StreamReader, which: str) -> None:
+        assert self._log is not None
+        while True:
+            try:
+                raw = await stream.readline()
+            except ValueError:  # a line over the stream limit: skip it
+                continue
+            if not raw:
+                return
+            line = raw.decode(errors="replace").rstrip("\n")
+            self._log.write(("out: " if which == "stdout" else "") + line + "\n")
+            self._log.flush()
+            self.tail.append(line)
+            if which == "stdout":
+                self.stdout_lines.append(line)
+                m = LISTENING_RE.search(line)
+                if m and self.listening is not None and not self.listening.done():
+                    self.listening.set_result(m.group(1))
+
+    async def wait_listening(self, timeout: float) -> str:
+        """The ``ws://`` URL it printed; `ServiceError` if it exits or stays silent."""
+        assert self.listening is not None
+        exited = asyncio.ensure_future(self.proc.wait())
+        try:
+            async with asyncio.timeout(timeout):
+                await asyncio.wait({self.listening, exited}, return_when=asyncio.FIRST_COMPLETED)
+        except TimeoutError:
+            raise ServiceError(
+                f"{self.name} did not print 'listening on' within {timeout:g} s; log tail:\n"
+                + self.tail_text()
+            ) from None
+        finally:
+            exited.cancel()
+        if not self.listening.done():
+            await asyncio.gather(*self._readers, return_exceptions=True)
+            raise ServiceError(
+                f"{self.name} exited with code {self.proc.returncode} before listening"
+                f" ({self.log_path}); log tail:\n{self.tail_text()}"
+            )
+        return self.listening.result()
+
+    def send(self, sig: int) -> None:
+        """Signal the service's process group (it leads one: spawned in its own session)."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, sig)
+
+    async def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int | None:
+        """Ask politely, wait, then SIGKILL the group; drain the output readers."""
+        if self.proc.returncode is None:
+            self.send(sig)
+            try:
+                async with asyncio.timeout(timeout):
+                    await self.proc.wait()
+            except TimeoutError:
+                self.send(signal.SIGKILL)
+                await self.proc.wait()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2.0):
+                await asyncio.gather(*self._readers, return_exceptions=True)
+        for task in self._readers:
+            task.cancel()
+        if self._log is not None and not self._log.closed:
+            self._log.close()
+        return self.proc.returncode
+
+
+async def spawn_service(
+    name: str,
+    kind: str,
+    host: Host,
+    argv: Sequence[str],
+    log_dir: Path,
+    *,
+    listens: bool,
+    env: dict[str, str] | None = None,
+) -> Service:
+    """Start ``argv`` on ``host``; output goes to ``log_dir/<name>.log``."""
+    log_path = log_dir / f"{name.replace(':', '-')}.log"
+    log = open(log_path, "w")  # noqa: SIM115 (closed by Service.stop)
+    log.write(f"# {' '.join(host.command(argv))}\n")
+    log.flush()
+    full_env = {"PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO), **(env or {})}
+    try:
+        proc = await host.spawn(
+            list(argv),
+            env=full_env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=str(REPO),
+        )
+    except BaseException:
+        log.close()
+        raise
+    svc = Service(name, kind, host, proc, log_path, _log=log)
+    if listens:
+        svc.listening = asyncio.get_running_loop().create_future()
+    assert proc.stdout is not None and proc.stderr is not None
+    svc._readers = [
+        asyncio.create_task(svc._read(proc.stdout, "stdout"), name=f"{name}-stdout"),
+        asyncio.create_task(svc._read(proc.stderr, "stderr"), name=f"{name}-stderr"),
+    ]
+    return svc
+
+
+async def warm_renderer(timeout: float = 1200.0) -> float | None:
+    """Compile the renderer's numba kernels into the disk cache, in a child process.
+
+    Clients and render nodes load the cached machine code in under a second,
+    but the first start after a change to the renderer compiles for tens of
+    seconds (minutes on a loaded 2-core machine, longer still under a
+    client's CPU limit) with its event loop blocked. Doing it once, before
+    any run, keeps that out of the measurements and the start-up timeouts.
+    Returns the seconds it took (None if it failed; each service then
+    compiles by itself, still correct, only slower to start).
+    """
+    code = "from renderer.renderer import warm_up; print(warm_up())"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", code, cwd=str(REPO),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        async with asyncio.timeout(timeout):
+            out, _ = await proc.communicate()
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        await proc.wait()
+        if isinstance(sys.exc_info()[1], TimeoutError):
+            return None
+        raise
+    try:
+        return float(out.decode().strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return None
