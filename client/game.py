@@ -530,7 +530,14 @@ class Game:
                 # A local render runs off the event loop (the kernel drops the
                 # GIL), so sockets and a stream being set up keep moving meanwhile.
                 render = getattr(source, "frame_async", None)
-                frame = await render(scene) if render is not None else source.frame(scene)
+                if render is None:
+                    frame = source.frame(scene)
+                elif self.migration is None or self.migration.may_render_local(
+                    now, getattr(source, "render_ms", 0.0)
+                ):
+                    frame = await render(scene)
+                else:
+                    frame = None  # a switch is being prepared: the last frame stays up
                 if frame is not None:
                     self.last_frame = frame
                     rendered = True

@@ -38,6 +38,9 @@ GAP_WINDOW_S = 0.5  # frames after the switch that still count towards its gap
 FILL_BUDGET_S = 0.004
 COMPACT_BUDGET_S = 0.002
 COMPACT_EVERY_S = 5.0  # deltas decode sections again while remote
+# A device whose local frames take this long is short of CPU (why it leaves):
+# while the stream it moves to is set up, it renders at most half the time.
+SLOW_RENDER_MS = 25.0
 
 
 class MigrationState(enum.Enum):
@@ -79,6 +82,7 @@ class MigrationController:
         self.shown: deque[float] = deque(maxlen=4096)  # times frames were displayed
         self._pending: list[tuple[str, str]] = []
         self._compact_at: float | None = None  # next replica compaction (remote mode)
+        self._local_at = 0.0  # last local render while preparing
         if getattr(self.game, "remote", False):
             # Started in remote mode: name the node it streams from.
             url = self.game.config.render_node
@@ -124,6 +128,20 @@ class MigrationController:
             done_at = sw.switched_at if sw is not None else None
             if sw is not None and done_at is not None and now - done_at >= GAP_WINDOW_S:
                 self._finish(sw)
+
+    def may_render_local(self, now: float, render_ms: float) -> bool:
+        """False to skip this frame's local render (the old picture stays up).
+
+        Only while a switch away from local is being prepared and local frames
+        are slow: the WebRTC setup and first decode then get CPU a starved
+        device would otherwise spend drawing frames it is about to drop."""
+        sw = self.current
+        if self.state is not MigrationState.PREPARING or sw is None or sw.target == LOCAL:
+            return True
+        if render_ms < SLOW_RENDER_MS or now - self._local_at >= render_ms / 1000.0:
+            self._local_at = now
+            return True
+        return False
 
     def after_frame(self, now: float, rendered: bool) -> None:
         if rendered:

@@ -144,6 +144,10 @@ AVATAR_FIELDS = 14
 
 H_WORLD = WORLD_HEIGHT
 FAR = 1e30
+# Cells a ray may step through (a ray across a 96-block view takes a few
+# hundred): past this it ends as if at the view distance. Rays lying exactly
+# in a cell boundary plane once looped forever and froze a render node.
+MAX_STEPS = 20000
 
 
 @njit(cache=True, fastmath=True, inline="always")
@@ -504,10 +508,17 @@ def _trace(ox, oy, oz, dx, dy, dz, t0, top_y, blocks, bricks, secs, wbricks, wse
         tmz = (vz + pz1 - oz) * invz
 
     bid = 0
+    steps = 0  # a bound on the walk: a degenerate ray must end, not hang a frame
     while inside:
         # -- traversal: 0 = the ray ended, 1 = a voxel event, 2 = left water
         event = 0
+        steps += 1
+        if steps > MAX_STEPS:
+            break
         while True:
+            steps += 1
+            if steps > MAX_STEPS:
+                break
             if vy < 0 or (vy >= top_y and dy >= 0.0):
                 break
             if ((vx - wx0) | (vz - wz0)) & notmask:
@@ -593,6 +604,9 @@ def _trace(ox, oy, oz, dx, dy, dz, t0, top_y, blocks, bricks, secs, wbricks, wse
             vy &= -4
             vz &= -4
             while True:
+                steps += 1
+                if steps > MAX_STEPS:
+                    break
                 bid = blocks[base | (ly << 4) | (lz << 2) | lx]
                 # (in air, the common case, any block is an event: no table)
                 if (bid != 0) if medium == MEDIUM_NONE else (tables[T_MEDIUM + bid] != medium):
@@ -873,7 +887,9 @@ def _beam_start(x0, y0, x1, y1, width, height, dil4, dil16, top, ints, prm):
     invx = 1.0 / cx if cx != 0.0 else FAR
     invz = 1.0 / cz if cz != 0.0 else FAR
     t = 0.0
-    while t < tmax:
+    steps = 0
+    while t < tmax and steps < MAX_STEPS:
+        steps += 1
         py = oy + cy * t - k * t - 1e-3  # the lowest any ray of the beam can be
         if min_dy >= 0.0 and py >= top:
             return view  # every ray climbs away above everything: all sky
@@ -893,9 +909,11 @@ def _beam_start(x0, y0, x1, y1, width, height, dil4, dil16, top, ints, prm):
         # Where the middle ray leaves this column cell.
         cx0 = ix & -csz
         cz0 = iz & -csz
-        ex = (cx0 + (csz if cx > 0.0 else 0) - ox) * invx
-        ez = (cz0 + (csz if cz > 0.0 else 0) - oz) * invz
-        t1 = min(ex, ez)
+        # A zero component never leaves through that pair of sides (its product
+        # with FAR would be 0 or -FAR for an origin on or past the side).
+        ex = (cx0 + (csz if cx > 0.0 else 0) - ox) * invx if cx != 0.0 else FAR
+        ez = (cz0 + (csz if cz > 0.0 else 0) - oz) * invz if cz != 0.0 else FAR
+        t1 = max(t, min(ex, ez))  # and the march only ever goes forward
         if oy + cy * t1 - k * t1 - 1e-3 >= h:
             t = t1 + 1e-4
         else:

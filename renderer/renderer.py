@@ -204,7 +204,11 @@ class Renderer:
         p, ints = self._prm, self._ints
         fwd, right, up = camera.basis()
         tan_h, tan_v = camera.tan_half_fov(self.width, self.height)
-        p[rc.P_OX], p[rc.P_OY], p[rc.P_OZ] = camera.x, camera.y, camera.z
+        p[rc.P_OX], p[rc.P_OY], p[rc.P_OZ] = (
+            _off_grid(camera.x),
+            _off_grid(camera.y),
+            _off_grid(camera.z),
+        )
         p[rc.P_FWD], p[rc.P_FWD + 1], p[rc.P_FWD + 2] = fwd
         p[rc.P_RIGHT], p[rc.P_RIGHT + 1], p[rc.P_RIGHT + 2] = right
         p[rc.P_UP], p[rc.P_UP + 1], p[rc.P_UP + 2] = up
@@ -292,3 +296,12 @@ def warm_up(progress: Callable[[str], None] | None = None) -> float:
     if progress is not None:
         progress(f"renderer ready ({dt:.1f} s)")
     return dt
+
+
+def _off_grid(v: float) -> float:
+    """An eye exactly on a block boundary, moved 1e-4 block off it.
+
+    A ray that then runs inside a boundary plane (eye at x = 0.0, yaw 0)
+    made the kernel's traversal loop forever and froze a render node; the
+    nudge is invisible and keeps every ray off the degenerate case."""
+    return v + 1e-4 if v == math.floor(v) else v

@@ -70,3 +70,20 @@ def test_compact_in_slices() -> None:
     while not lazy.compact(lambda k: False, budget_s=0.0):
         calls += 1
     assert calls > 10 and lazy.decoded == 0 and len(lazy) == 30
+
+
+def test_slow_device_renders_half_the_time_while_a_stream_is_prepared() -> None:
+    from types import SimpleNamespace
+
+    from client.migration import MigrationController, MigrationState, Switch
+
+    ctl = MigrationController(SimpleNamespace(remote=False))
+    assert ctl.may_render_local(0.0, 80.0)  # steady: always
+    ctl.state = MigrationState.PREPARING
+    ctl.current = Switch("local", "edge", "test", 0.0)
+    assert ctl.may_render_local(1.0, 10.0) and ctl.may_render_local(1.001, 10.0)  # fast: always
+    assert ctl.may_render_local(2.0, 80.0)
+    assert not ctl.may_render_local(2.05, 80.0)  # within one slow frame of the last
+    assert ctl.may_render_local(2.09, 80.0)
+    ctl.current = Switch("edge", "local", "test", 3.0)
+    assert ctl.may_render_local(3.0, 80.0) and ctl.may_render_local(3.01, 80.0)  # -> local

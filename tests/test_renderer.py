@@ -391,3 +391,20 @@ def test_subsampled_frame_follows_an_edit() -> None:
     changed = _diff(before, after) > 0
     assert changed.sum() > 20
     assert _diff(after, full.render(view, cam)).max() <= 2
+
+
+@pytest.mark.timeout(300)
+def test_rays_in_a_cell_boundary_plane_end() -> None:
+    """An eye exactly on block boundaries, looking straight along an axis: rays lie
+    in grid planes. The kernel once walked them forever and froze a render node
+    (found by the experiment runner); now every ray ends and the frame is drawn."""
+    gen = TerrainGenerator(1234)
+    world = World(gen)
+    view = WorldView(radius=80, center=(0.5, 0.5))
+    for key in view.missing_sections(80):
+        view.set_section(key, world.section(key))
+    for subsample in (True, False):
+        r = Renderer(160, 90, view_distance=64, subsample=subsample)
+        for cam in (Camera(0.0, 104.0, 0.0, 0.0, 0.0), Camera(0.0, 104.6, 0.5, 0.0, 0.0)):
+            frame = r.render(view, cam)
+            assert frame.shape == (90, 160, 3) and frame.any()
