@@ -28,6 +28,15 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Compile (or load) the ray-caster once, before any test: on a fresh clone
+    every client and render node a test starts would otherwise compile it at the
+    same time, under the per-test timeouts. Cached: a fraction of a second."""
+    import renderer
+
+    renderer.warm_up(lambda line: print(line, file=sys.stderr, flush=True))
+
+
 @dataclass
 class ServerProcess:
     proc: subprocess.Popen
