@@ -82,8 +82,9 @@ def test_shipped_scenarios_are_what_the_issue_asks_for():
         "engine": {"min_dwell_s": 8, "settle_s": 2, "window_s": 3, "min_samples": 3},
     }
     offload = load(find("offload-constrained-device"))
-    assert offload.clients[0].cpu_share == pytest.approx(0.35)
-    assert any(isinstance(a, SetCpu) for a in offload.actions)
+    # CPU-starved after warm-up: squeezed to under half a core, fluctuating.
+    squeeze = [a.share for a in offload.actions if isinstance(a, SetCpu)]
+    assert squeeze and max(squeeze) <= 0.45 and len(set(squeeze)) >= 3
     battery = load(find("battery-saver"))
     assert battery.scheduler.policy == "battery"
     assert {a.plugged for a in battery.actions if isinstance(a, Charger)} == {True, False}

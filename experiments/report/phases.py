@@ -92,8 +92,14 @@ def initial_placement(run: RunData, client: str) -> str:
 
 def phases(run: RunData, client: str) -> list[Phase]:
     end = run.duration
-    switches = [m for m in migrations(run, client) if m.outcome in SWITCHED and 0 <= m.t < end]
-    first = switches[0].frm if switches else initial_placement(run, client)
+    done = [m for m in migrations(run, client) if m.outcome in SWITCHED and m.t is not None]
+    switches = [m for m in done if 0 <= m.t < end]
+    # Where it was at t = 0: after the last switch of the warm-up, if any.
+    before = [m for m in done if m.t < 0]
+    if before:
+        first = before[-1].to
+    else:
+        first = switches[0].frm if switches else initial_placement(run, client)
     out, start, placement = [], 0.0, first
     for m in switches:
         out.append(Phase(len(out), start, m.t, placement))
