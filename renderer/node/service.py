@@ -28,6 +28,7 @@ import os
 import re
 import secrets
 import socket
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -113,6 +114,12 @@ class RenderNode:
         # Encoding overlaps the next render (x264 and swscale release the GIL);
         # each session encodes one frame at a time, in order.
         self.encode_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="encode")
+        # A new session's first view (a full window of sections) is built here,
+        # at a lower CPU priority: setting up one player must not stall the
+        # frames of the players already streaming (or of the node it replaces).
+        self.prepare_pool = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="prepare", initializer=_lower_priority
+        )
         self.sessions: dict[str, StreamSession] = {}
         self.spawn: tuple[float, float, float] = (0.0, 80.0, 0.0)
         self.sim: SimConnection | None = None
@@ -164,6 +171,7 @@ class RenderNode:
         finally:
             self.pool.shutdown(wait=True, cancel_futures=True)
             self.encode_pool.shutdown(wait=True, cancel_futures=True)
+            self.prepare_pool.shutdown(wait=True, cancel_futures=True)
 
     async def _shutdown(self) -> None:
         for s in list(self.sessions.values()):
@@ -509,3 +517,10 @@ def _response(status: http.HTTPStatus, body: bytes, content_type: str) -> Respon
 
 def _json(status: http.HTTPStatus, obj: Any) -> Response:
     return _response(status, json.dumps(obj).encode(), "application/json")
+
+
+def _lower_priority() -> None:
+    """Nice the calling thread by 10 (Linux: a thread's priority is its own)."""
+    with contextlib.suppress(OSError, AttributeError):
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + 10))

@@ -425,7 +425,7 @@ class StreamSession:
         metrics = node.metrics
         # The first view is a full window: build it off the render workers.
         pose = self.camera.pose(with_hit=False)
-        await asyncio.to_thread(self.pipeline.prepare, pose.x, pose.z)
+        await loop.run_in_executor(node.prepare_pool, self.pipeline.prepare, pose.x, pose.z)
         sending: asyncio.Task | None = None
         next_t = time.monotonic()
         try:
