@@ -75,7 +75,8 @@ def test_tick_bench_end_to_end():
 def test_tick_bench_interrupted_leaves_no_processes():
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        bench_cmd("--warmup-timeout", "60"),
+        # A long measurement: the interrupt must land in it, however slow the machine.
+        bench_cmd("--warmup-timeout", "60", "--seconds", "120"),
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

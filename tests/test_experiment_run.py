@@ -105,9 +105,13 @@ def test_bots_scenario_end_to_end(tmp_path: Path, mode: str) -> None:
 
 def test_interrupt_stops_every_process(tmp_path: Path) -> None:
     out = tmp_path / "results"
+    # A long measurement: the interrupt must land in it, however slow the machine.
+    scenario = tmp_path / "long.yaml"
+    text = (DATA / "experiment-bots-only.yaml").read_text()
+    scenario.write_text(text.replace("duration: 4s", "duration: 120s"))
     proc = subprocess.Popen(
         [sys.executable, "-m", "shiftcraft", "experiment", "run",
-         str(DATA / "experiment-bots-only.yaml"), "--out", str(out), "--loopback"],
+         str(scenario), "--out", str(out), "--loopback"],
         cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
     )  # fmt: skip
     assert proc.stderr is not None
