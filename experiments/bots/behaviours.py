@@ -15,6 +15,7 @@ modules next to this one and register themselves when the package loads.
 
 from __future__ import annotations
 
+import abc
 import math
 import random
 from dataclasses import dataclass, field
@@ -96,8 +97,11 @@ class BehaviourOptions:
     loop: bool = False  # replay: start over at the end of the trace (else stand still)
 
 
-class Behaviour:
-    """Base class. One instance per bot, with the bot's own seeded RNG."""
+class Behaviour(abc.ABC):
+    """Base class. One instance per bot, with the bot's own seeded RNG.
+
+    Subclasses must say what the bot does each frame (`step`); the other
+    hooks are optional and do nothing here."""
 
     name: ClassVar[str] = ""
     needs_world: ClassVar[bool] = False  # keep a replica of received sections
@@ -107,7 +111,7 @@ class Behaviour:
         self.rng = rng
         self.options = options
 
-    @classmethod
+    @classmethod  # noqa: B027 - an optional hook
     def prepare(cls, options: BehaviourOptions, names: list[str]) -> None:
         """Check and load what the bots named ``names`` will need, before any joins.
 
@@ -115,14 +119,14 @@ class Behaviour:
         at once instead of bot by bot after joining.
         """
 
-    def start(self, bot: Bot) -> None:
+    def start(self, bot: Bot) -> None:  # noqa: B027 - an optional hook
         """Called once after welcome; ``bot.pos`` is the spawn position."""
 
+    @abc.abstractmethod
     def step(self, bot: Bot, now: float, dt: float) -> Intent:
         """The next input frame. ``now`` is loop time, ``dt`` the time it covers."""
-        raise NotImplementedError
 
-    def on_edit_result(self, bot: Bot, result: EditResult) -> None:
+    def on_edit_result(self, bot: Bot, result: EditResult) -> None:  # noqa: B027 - optional
         """The server acknowledged or refused one of our edits."""
 
     def report(self) -> dict[str, float]:

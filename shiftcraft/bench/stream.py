@@ -53,7 +53,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments.bots.launch import LISTENING_RE, Child, ServerProcess, fetch_json, python_cmd
+from experiments.bots.launch import Child, ServerProcess, fetch_json, start_service
 from shiftcraft.bench import progress
 
 INPUT_HZ = 60
@@ -103,28 +103,10 @@ class NodeChild:
 
     @classmethod
     async def start(cls, sim_url: str, *args: str, timeout: float = 120.0) -> NodeChild:
-        found: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-
-        def watch(which: str, line: str) -> bool | None:
-            if not found.done() and (m := LISTENING_RE.search(line)):
-                found.set_result(m.group(1))
-            return None
-
-        cmd = python_cmd("render-node", "--sim", sim_url, "--port", "0", *args)
-        child = await Child.spawn("node", cmd, watch)
-        try:
-            async with asyncio.timeout(timeout):
-                exited = asyncio.ensure_future(child.proc.wait())
-                try:
-                    await asyncio.wait({found, exited}, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    exited.cancel()
-        except TimeoutError:
-            pass
-        if not found.done():
-            await child.stop()
-            raise RuntimeError("render node did not start:\n" + child.tail_text())
-        return cls(child, found.result())
+        child, url = await start_service(
+            "render-node", ["--sim", sim_url, "--port", "0", *args], timeout
+        )
+        return cls(child, url)
 
 
 async def start_stack(args: argparse.Namespace, tmp: str) -> tuple[ServerProcess, NodeChild]:
