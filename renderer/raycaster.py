@@ -25,10 +25,25 @@ face, a sky-visibility term (``cover``) and distance fog towards the sky
 colour of the same ray, so far terrain melts into the sky at the view
 distance.
 
-Everything is inlined into one parallel loop (numba would otherwise
-reference-count every array argument on every call, per pixel). Rows are
-interleaved between threads (row = k, k + n, k + 2n, ...), so the cheap sky
-rows and the expensive horizon rows are spread evenly.
+Optionally (``ints[I_SUB]``) the frame is traced in two passes: first the
+pixels of even rows and columns, each recording a plain-hit key (the plane
+of the opaque or leaf face that ended its ray, and the water surface it
+crossed, if any, with nothing else composited in front); then every other
+pixel whose 2 or 4 traced neighbours share a key is shaded by `_reuse`
+(ray/plane intersections, then the same texel, light, water and fog terms
+as a full trace) after checking the voxels there are what a trace would
+meet, and the rest are traced. Rays are interpolated directions from one
+eye and faces are convex, so the picture is the full trace's but for rare
+edge pixels where a block pokes between the traced rays (tests and
+``bench render`` measure the difference).
+
+Each thread's rows are one call of `_rows`, in which everything is inlined
+and nothing is reference-counted (numba would otherwise count every array
+handed to a helper, per pixel, atomically); the parallel loop around it
+stays tiny, because numba's parallel passes grow superlinearly with the
+loop body (the trace inlined there took 3-7 minutes to compile, now about
+one). Rows are interleaved between threads (row = k, k + n, k + 2n, ...),
+so the cheap sky rows and the expensive horizon rows are spread evenly.
 
 Parameters travel in two flat arrays (``prm`` float64, ``ints`` int64)
 indexed by the constants below; `renderer.Renderer` fills them.
@@ -116,7 +131,14 @@ I_AVATARS = 8  # how many rows of the avatar array are live
 I_THREADS = 9
 I_BRICK_BITS = 10  # log2 of the window width in bricks
 I_TILE = 11  # tile size (pixels) of the beam pre-pass; 0 = off
-N_INTS = 12
+I_SUB = 12  # 1 = trace every other pixel of every other row first, reuse their hits
+N_INTS = 13
+
+# A plain-hit key (see `_trace`): the face index (3 bits), the plane's
+# coordinate (12 bits), a deep-water flag, the water surface's y + 1 (0: none).
+KEY_FACE_BITS = 3
+KEY_DEEP = 1 << 15
+KEY_WATER_SHIFT = 16
 
 # avatar rows: box min (3), box max (3), body rgb (3), head rgb (3),
 # y where the head starts, face index (0..5) the avatar looks out of
@@ -261,10 +283,144 @@ def _water_volume(r, g, b, trans, t0, t1, prm, skr, skg, skb):
 
 
 @njit(cache=True, fastmath=True, inline="always")
+def _water_surface(r, g, b, trans, t, cos, cr, cg, cb, ca, light, prm, have_sky, skr, skg, skb,
+                   dx, dy, dz):  # fmt: skip
+    """Composite the top of the water (texel ``cr, cg, cb, ca``, more
+    mirror-like at grazing angles: Fresnel, roughly) met ``t`` along the ray."""
+    c1 = 1.0 - cos
+    c2 = c1 * c1
+    fres = c2 * c1 * 0.75
+    a = prm[P_WATER_ALPHA] * ca
+    a = a + (1.0 - a) * fres
+    f = _fog(t, prm)
+    have_sky, skr, skg, skb = _need_sky(f, have_sky, skr, skg, skb, dx, dy, dz, prm)
+    wr = cr * light * (1.0 - fres) + prm[P_HORIZON] * fres
+    wg = cg * light * (1.0 - fres) + prm[P_HORIZON + 1] * fres
+    wb = cb * light * (1.0 - fres) + prm[P_HORIZON + 2] * fres
+    r += trans * a * ((1.0 - f) * wr + f * skr)
+    g += trans * a * ((1.0 - f) * wg + f * skg)
+    b += trans * a * ((1.0 - f) * wb + f * skb)
+    return r, g, b, trans * (1.0 - a), have_sky, skr, skg, skb
+
+
+@njit(cache=True, fastmath=True, inline="always")
+def _hit_key(face, vx, vy, vz, wx0, wz0):
+    """One int for the plane of a voxel's face: the face index and the
+    plane's coordinate along the face's axis (from the window's corner)."""
+    axis = face >> 1
+    side = 1 - (face & 1)  # +x, +y, +z faces lie on the voxel's far side
+    if axis == 0:
+        p = vx + side - wx0
+    elif axis == 1:
+        p = vy + side
+    else:
+        p = vz + side - wz0
+    return (p << KEY_FACE_BITS) | face
+
+
+@njit(cache=True, fastmath=True, inline="always")
+def _vox_key(xi, y, zi, bid):
+    """One int for a voxel (window x, y, window z) and its block id."""
+    return (((((xi << 20) | zi) << 12) | y) << 8) | bid
+
+
+@njit(cache=True, fastmath=True, inline="always")
+def _surface(t, vx, vy, vz, axis, stx, sty, stz, ox, oy, oz, dx, dy, dz, bid, prm, atlas,
+             tables):  # fmt: skip
+    """Where a ray entering voxel (vx, vy, vz) across ``axis`` at ``t`` meets
+    its face: (fu, fv) on the face, the face index, |cos| of the incidence
+    and the mip-mapped texel (r, g, b, alpha)."""
+    hx = ox + dx * t
+    hy = oy + dy * t
+    hz = oz + dz * t
+    if axis == 0:
+        fu = hz - vz
+        fv = hy - vy
+        face = 0 if stx < 0 else 1
+        fk = 1
+        cos = abs(dx)
+    elif axis == 1:
+        fu = hx - vx
+        fv = hz - vz
+        face = 2 if sty < 0 else 3
+        fk = 0 if sty < 0 else 2
+        cos = abs(dy)
+    else:
+        fu = hx - vx
+        fv = hy - vy
+        face = 4 if stz < 0 else 5
+        fk = 1
+        cos = abs(dz)
+    fu = min(max(fu, 0.0), 0.99999)
+    fv = min(max(fv, 0.0), 0.99999)
+    tu = int(fu * 16.0)
+    # Side textures read left to right seen from outside the block.
+    if (face == 0) | (face == 5):
+        tu = 15 - tu
+    tv = int(fv * 16.0) if axis == 1 else 15 - int(fv * 16.0)
+    # Mip level: texels under one pixel (faces seen edge-on show more).
+    foot = t * prm[P_PIX_ANGLE] * 16.0 / max(cos, 0.3)
+    lod = 0
+    if foot > 1.5:
+        lod = 1
+        if foot > 3.0:
+            lod = 2
+            if foot > 6.0:
+                lod = 3
+                if foot > 12.0:
+                    lod = 4
+    s = tables[T_SLOT + bid]
+    return (
+        fu, fv, face, cos, atlas[lod, s, fk, tv, tu, 0], atlas[lod, s, fk, tv, tu, 1],
+        atlas[lod, s, fk, tv, tu, 2], atlas[lod, s, fk, tv, tu, 3],
+    )  # fmt: skip
+
+
+@njit(cache=True, fastmath=True, inline="always")
+def _lit(light, t, vx, vy, vz, axis, stx, sty, stz, fu, fv, blocks, tables, cover, ints, prm,
+         aoc):  # fmt: skip
+    """``light`` (the face's sun shading) times the sky-visibility and
+    ambient-occlusion terms of an opaque face at (fu, fv), ``t`` away."""
+    wx0 = ints[I_WX0]
+    wz0 = ints[I_WZ0]
+    mask = ints[I_MASK]
+    lb = ints[I_BRICK_BITS]
+    # the voxel in front of the face
+    bx = vx - stx if axis == 0 else vx
+    by = vy - sty if axis == 1 else vy
+    bz = vz - stz if axis == 2 else vz
+    # out of the sky's light (under a tree, in a cave)?
+    if (
+        by < H_WORLD
+        and not (((bx - wx0) | (bz - wz0)) & ~mask)
+        and by < cover[bz & mask, bx & mask]
+    ):
+        light *= prm[P_SHADOW]
+    if prm[P_AO] > 0.0 and t < prm[P_AO_FAR]:
+        # Neighbouring pixels mostly see the same face: its
+        # corners are kept (per thread) for the next pixel.
+        if aoc[0] != bx or aoc[1] != by or aoc[2] != bz or aoc[3] != axis or aoc[5] == 0:
+            aoc[0] = bx
+            aoc[1] = by
+            aoc[2] = bz
+            aoc[3] = axis
+            aoc[4] = _ao_corners(blocks, tables, bx, by, bz, axis, wx0, wz0, mask, lb)
+            aoc[5] = 1
+        fade = min(1.0, 2.0 * (1.0 - t / prm[P_AO_FAR]))
+        light *= _ao_light(aoc[4], fu, fv, prm[P_AO] * fade)
+    return light
+
+
+@njit(cache=True, fastmath=True, inline="always")
 def _trace(ox, oy, oz, dx, dy, dz, t0, top_y, blocks, bricks, secs, wbricks, wsecs, heights4,
            heights16, cover, ints, prm, atlas, tables, avatars, aoc):  # fmt: skip
     """Colour (r, g, b in 0..1) seen along one ray, starting at ``t0`` (the
-    beam pre-pass showed only air before it).
+    beam pre-pass showed only air before it), and its plain-hit key, else
+    -1: the `_hit_key` of the opaque (or leaf) face that ended the ray, no
+    outline on it, where nothing was composited in front of it but,
+    perhaps, the top of the water and the water below (its y in the key's
+    high bits); or that water surface and `KEY_DEEP` where the ray was cut
+    short in deep water.
 
     The ray alternates between traversal (tight loops) and events: a voxel
     whose medium differs from the one the ray is in (a face to shade or
@@ -332,6 +488,13 @@ def _trace(ox, oy, oz, dx, dy, dz, t0, top_y, blocks, bricks, secs, wbricks, wse
     tw0 = 0.0  # where the ray entered water
     axis = -1  # axis of the last step (-1: the ray starts in this voxel)
     t = 0.0
+    # What the ray composited so far: 1 nothing (no water, glass, leaf
+    # hole, start inside a block), 2 only the top of the water (at y = wp)
+    # and the water under it, 0 anything else.
+    clean = 1
+    wp = 0
+    hit = -1
+    hv = -1
 
     # Bring a ray from above (or below) the world to its top (bottom) face.
     inside = True
@@ -539,10 +702,12 @@ def _trace(ox, oy, oz, dx, dy, dz, t0, top_y, blocks, bricks, secs, wbricks, wse
             tlim = tray
         medium = MEDIUM_NONE
         if event == 2:
+            clean = 0
             continue
         k = tables[T_KIND + bid]
         if axis < 0:
             # The eye is inside this voxel: no face to draw.
+            clean = 0
             if k == KIND_WATER:
                 medium = MEDIUM_WATER
                 tw0 = t
@@ -554,50 +719,10 @@ def _trace(ox, oy, oz, dx, dy, dz, t0, top_y, blocks, bricks, secs, wbricks, wse
                 break
         elif k != KIND_AIR:
             # Where the ray enters this voxel, and the texel there.
-            hx = ox + dx * t
-            hy = oy + dy * t
-            hz = oz + dz * t
-            if axis == 0:
-                fu = hz - vz
-                fv = hy - vy
-                face = 0 if stx < 0 else 1
-                fk = 1
-                cos = abs(dx)
-            elif axis == 1:
-                fu = hx - vx
-                fv = hz - vz
-                face = 2 if sty < 0 else 3
-                fk = 0 if sty < 0 else 2
-                cos = abs(dy)
-            else:
-                fu = hx - vx
-                fv = hy - vy
-                face = 4 if stz < 0 else 5
-                fk = 1
-                cos = abs(dz)
-            fu = min(max(fu, 0.0), 0.99999)
-            fv = min(max(fv, 0.0), 0.99999)
-            tu = int(fu * 16.0)
-            # Side textures read left to right seen from outside the block.
-            if (face == 0) | (face == 5):
-                tu = 15 - tu
-            tv = int(fv * 16.0) if axis == 1 else 15 - int(fv * 16.0)
-            # Mip level: texels under one pixel (faces seen edge-on show more).
-            foot = t * prm[P_PIX_ANGLE] * 16.0 / max(cos, 0.3)
-            lod = 0
-            if foot > 1.5:
-                lod = 1
-                if foot > 3.0:
-                    lod = 2
-                    if foot > 6.0:
-                        lod = 3
-                        if foot > 12.0:
-                            lod = 4
-            s = tables[T_SLOT + bid]
-            cr = atlas[lod, s, fk, tv, tu, 0]
-            cg = atlas[lod, s, fk, tv, tu, 1]
-            cb = atlas[lod, s, fk, tv, tu, 2]
-            ca = atlas[lod, s, fk, tv, tu, 3]
+            fu, fv, face, cos, cr, cg, cb, ca = _surface(
+                t, vx, vy, vz, axis, stx, sty, stz, ox, oy, oz, dx, dy, dz, bid, prm, atlas,
+                tables,
+            )  # fmt: skip
             light = prm[P_FACE_SHADE + face]
             outline = False
             if (
@@ -615,37 +740,11 @@ def _trace(ox, oy, oz, dx, dy, dz, t0, top_y, blocks, bricks, secs, wbricks, wse
                     cg = prm[P_OUTLINE + 1]
                     cb = prm[P_OUTLINE + 2]
                 else:
-                    # the voxel in front of the face
-                    bx = vx - stx if axis == 0 else vx
-                    by = vy - sty if axis == 1 else vy
-                    bz = vz - stz if axis == 2 else vz
-                    # out of the sky's light (under a tree, in a cave)?
-                    if (
-                        by < H_WORLD
-                        and not (((bx - wx0) | (bz - wz0)) & notmask)
-                        and by < cover[bz & mask, bx & mask]
-                    ):
-                        light *= prm[P_SHADOW]
-                    if prm[P_AO] > 0.0 and t < prm[P_AO_FAR]:
-                        # Neighbouring pixels mostly see the same face: its
-                        # corners are kept (per thread) for the next pixel.
-                        if (
-                            aoc[0] != bx
-                            or aoc[1] != by
-                            or aoc[2] != bz
-                            or aoc[3] != axis
-                            or aoc[5] == 0
-                        ):
-                            aoc[0] = bx
-                            aoc[1] = by
-                            aoc[2] = bz
-                            aoc[3] = axis
-                            aoc[4] = _ao_corners(
-                                blocks, tables, bx, by, bz, axis, wx0, wz0, mask, lb
-                            )
-                            aoc[5] = 1
-                        fade = min(1.0, 2.0 * (1.0 - t / prm[P_AO_FAR]))
-                        light *= _ao_light(aoc[4], fu, fv, prm[P_AO] * fade)
+                    light = _lit(light, t, vx, vy, vz, axis, stx, sty, stz, fu, fv, blocks,
+                                 tables, cover, ints, prm, aoc)  # fmt: skip
+                    if clean != 0:
+                        hit = _hit_key(face, vx, vy, vz, wx0, wz0) | (wp << KEY_WATER_SHIFT)
+                        hv = _vox_key(vx & mask, vy, vz & mask, bid)
                 f = _fog(t, prm)
                 have_sky, skr, skg, skb = _need_sky(f, have_sky, skr, skg, skb, dx, dy, dz, prm)
                 r += trans * ((1.0 - f) * cr * light + f * skr)
@@ -653,26 +752,19 @@ def _trace(ox, oy, oz, dx, dy, dz, t0, top_y, blocks, bricks, secs, wbricks, wse
                 b += trans * ((1.0 - f) * cb * light + f * skb)
                 trans = 0.0
                 break
+            wclean = 0
             if k == KIND_WATER:
-                # More mirror-like at grazing angles (Fresnel, roughly).
-                c1 = 1.0 - cos
-                c2 = c1 * c1
-                fres = c2 * c1 * 0.75
-                a = prm[P_WATER_ALPHA] * ca
-                a = a + (1.0 - a) * fres
-                f = _fog(t, prm)
-                have_sky, skr, skg, skb = _need_sky(f, have_sky, skr, skg, skb, dx, dy, dz, prm)
-                wr = cr * light * (1.0 - fres) + prm[P_HORIZON] * fres
-                wg = cg * light * (1.0 - fres) + prm[P_HORIZON + 1] * fres
-                wb = cb * light * (1.0 - fres) + prm[P_HORIZON + 2] * fres
-                r += trans * a * ((1.0 - f) * wr + f * skr)
-                g += trans * a * ((1.0 - f) * wg + f * skg)
-                b += trans * a * ((1.0 - f) * wb + f * skb)
-                trans *= 1.0 - a
+                r, g, b, trans, have_sky, skr, skg, skb = _water_surface(
+                    r, g, b, trans, t, cos, cr, cg, cb, ca, light, prm, have_sky, skr, skg, skb,
+                    dx, dy, dz,
+                )  # fmt: skip
                 medium = MEDIUM_WATER
                 tw0 = t
                 # Deeper than this, what lies behind shows less than 5 %.
                 tlim = min(tray, t + math.log(max(trans * 20.0, 1.0)) / prm[P_WATER_SIGMA])
+                if clean == 1 and face == 2:
+                    wclean = 2
+                    wp = vy + 1
             elif k == KIND_GLASS:
                 f = _fog(t, prm)
                 have_sky, skr, skg, skb = _need_sky(f, have_sky, skr, skg, skb, dx, dy, dz, prm)
@@ -681,6 +773,10 @@ def _trace(ox, oy, oz, dx, dy, dz, t0, top_y, blocks, bricks, secs, wbricks, wse
                 b += trans * ca * ((1.0 - f) * cb * light + f * skb)
                 trans *= 1.0 - ca
                 medium = MEDIUM_GLASS
+            clean = wclean  # (a face that did not stop the ray)
+        else:
+            # Out of water (or glass) into air: the water's keys are off.
+            clean = 0
         if trans < 0.02:
             break
         # Step past this voxel so the traversal does not see it again.
@@ -718,6 +814,8 @@ def _trace(ox, oy, oz, dx, dy, dz, t0, top_y, blocks, bricks, secs, wbricks, wse
                 g += trans * ((1.0 - f) * prm[P_WATER_COLOR + 1] + f * skg)
                 b += trans * ((1.0 - f) * prm[P_WATER_COLOR + 2] + f * skb)
                 trans = 0.0
+                if clean == 2:
+                    hit = KEY_DEEP | (wp << KEY_WATER_SHIFT)
             else:
                 have_sky, skr, skg, skb = _need_sky(
                     _fog(tw0, prm), have_sky, skr, skg, skb, dx, dy, dz, prm
@@ -747,7 +845,7 @@ def _trace(ox, oy, oz, dx, dy, dz, t0, top_y, blocks, bricks, secs, wbricks, wse
             r += trans * skr
             g += trans * skg
             b += trans * skb
-    return r, g, b
+    return r, g, b, hit, hv
 
 
 @njit(cache=True, fastmath=True, inline="always")
@@ -856,13 +954,14 @@ def _dilate(src, dst, bits):
 @njit(cache=True, fastmath=True, inline="always")
 def _pixel(out, px, py, sy, t0, top, sx0, sxs, blocks, bricks, secs, wbricks, wsecs, heights4,
            heights16, cover, ints, prm, atlas, tables, avatars, aoc):  # fmt: skip
-    """Trace one pixel (``sy``: its row's screen coordinate) and write it."""
+    """Trace one pixel (``sy``: its row's screen coordinate) and write it;
+    returns the ray's plain-hit key and `_vox_key` (see `_trace`)."""
     sx = sx0 + px * sxs
     dx = prm[P_FWD] + sx * prm[P_RIGHT] + sy * prm[P_UP]
     dy = prm[P_FWD + 1] + sx * prm[P_RIGHT + 1] + sy * prm[P_UP + 1]
     dz = prm[P_FWD + 2] + sx * prm[P_RIGHT + 2] + sy * prm[P_UP + 2]
     n = 1.0 / math.sqrt(dx * dx + dy * dy + dz * dz)
-    r, g, b = _trace(
+    r, g, b, hit, hv = _trace(
         prm[P_OX], prm[P_OY], prm[P_OZ], dx * n, dy * n, dz * n, t0, top,
         blocks, bricks, secs, wbricks, wsecs, heights4, heights16, cover, ints, prm, atlas, tables,
         avatars, aoc,
@@ -870,16 +969,321 @@ def _pixel(out, px, py, sy, t0, top, sx0, sxs, blocks, bricks, secs, wbricks, ws
     out[py, px, 0] = int(min(max(r, 0.0), 1.0) * 255.0 + 0.5)
     out[py, px, 1] = int(min(max(g, 0.0), 1.0) * 255.0 + 0.5)
     out[py, px, 2] = int(min(max(b, 0.0), 1.0) * 255.0 + 0.5)
+    return hit, hv
+
+
+@njit(cache=True, fastmath=True, inline="always")
+def _reuse(out, px, py, sy, key, v0, v1, v2, v3, sx0, sxs, blocks, cover, ints, prm, atlas,
+           tables, avatars, aoc):  # fmt: skip
+    """Shade pixel (px, py) from the plain-hit ``key`` (see `_trace`) the rays
+    of the pixels around it share; False (nothing written) where it cannot.
+
+    The pixel's ray direction lies between its neighbours' (directions are
+    linear in the pixel coordinates, from one eye), so it meets each plane
+    of the key between their hits: a ray/plane intersection per plane,
+    checks that the voxels there are what a full trace would meet (water
+    under the surface with air above, an opaque or leaf block behind the
+    face with air or water in front, a leaf texel that is not a hole), then
+    the same compositing, texel, light and fog as `_trace`. Nothing stopped
+    the neighbours' rays in front of the planes; a block whose silhouette
+    falls between them (under 2 pixels: only near the view distance at
+    small sizes) is the one way to differ from a full trace, by a pixel.
+    Avatars and the outlined block are checked here. ``v0``..``v3``: the
+    neighbours' `_vox_key`; where the face is one of theirs, its block and
+    what lies in front are known without reading the view (a cache miss
+    each, most of the cost here)."""
+    sx = sx0 + px * sxs
+    dx = prm[P_FWD] + sx * prm[P_RIGHT] + sy * prm[P_UP]
+    dy = prm[P_FWD + 1] + sx * prm[P_RIGHT + 1] + sy * prm[P_UP + 1]
+    dz = prm[P_FWD + 2] + sx * prm[P_RIGHT + 2] + sy * prm[P_UP + 2]
+    n = 1.0 / math.sqrt(dx * dx + dy * dy + dz * dz)
+    dx *= n
+    dy *= n
+    dz *= n
+    ox = prm[P_OX]
+    oy = prm[P_OY]
+    oz = prm[P_OZ]
+    view = prm[P_VIEW]
+    mask = ints[I_MASK]
+    wx0 = ints[I_WX0]
+    wz0 = ints[I_WZ0]
+    lb = ints[I_BRICK_BITS]
+    tx = ints[I_TARGET] if ints[I_HAS_TARGET] != 0 else -(1 << 40)
+    ty = ints[I_TARGET + 1]
+    tz = ints[I_TARGET + 2]
+    stx = 1 if dx >= 0.0 else -1
+    sty = 1 if dy >= 0.0 else -1
+    stz = 1 if dz >= 0.0 else -1
+    have_sky = False
+    skr = 0.0
+    skg = 0.0
+    skb = 0.0
+    r = 0.0
+    g = 0.0
+    b = 0.0
+    trans = 1.0
+    medium = MEDIUM_NONE
+    tw = 0.0
+    tlim = view
+    wp = key >> KEY_WATER_SHIFT
+    if wp > 0:
+        # The top of the water, as `_trace` composites it.
+        if dy >= 0.0:
+            return False
+        tw = (wp - oy) / dy
+        if not (tw > 0.0 and tw < view):
+            return False
+        vx = math.floor(ox + dx * tw)
+        vy = wp - 1
+        vz = math.floor(oz + dz * tw)
+        if (((vx - wx0) | (vz - wz0)) & ~mask) != 0 or vy >= H_WORLD - 1:
+            return False
+        if vx == tx and vy == ty and vz == tz:
+            return False
+        xm = vx & mask
+        zm = vz & mask
+        bid = blocks[(_brick_index(xm, vy, zm, lb) << 6) | _local(xm, vy, zm)]
+        if tables[T_KIND + bid] != KIND_WATER:
+            return False
+        if blocks[(_brick_index(xm, vy + 1, zm, lb) << 6) | _local(xm, vy + 1, zm)] != 0:
+            return False
+        fu, fv, face, cos, cr, cg, cb, ca = _surface(
+            tw, vx, vy, vz, 1, stx, sty, stz, ox, oy, oz, dx, dy, dz, bid, prm, atlas, tables
+        )
+        light = prm[P_FACE_SHADE + face]
+        r, g, b, trans, have_sky, skr, skg, skb = _water_surface(
+            r, g, b, 1.0, tw, cos, cr, cg, cb, ca, light, prm, have_sky, skr, skg, skb, dx, dy, dz
+        )
+        medium = MEDIUM_WATER
+        tlim = min(view, tw + math.log(max(trans * 20.0, 1.0)) / prm[P_WATER_SIGMA])
+    deep = (key & KEY_DEEP) != 0
+    t = tlim
+    vx = 0
+    vy = 0
+    vz = 0
+    axis = 0
+    k = KIND_AIR
+    bid = 0
+    if deep:
+        if wp == 0 or tlim >= view:
+            return False
+    else:
+        face = key & ((1 << KEY_FACE_BITS) - 1)
+        p = (key >> KEY_FACE_BITS) & ((KEY_DEEP - 1) >> KEY_FACE_BITS)
+        axis = face >> 1
+        side = 1 - (face & 1)  # even faces (+x, +y, +z) lie on the far side
+        # The voxel behind the plane where the ray meets it, and the one in front.
+        if axis == 0:
+            if (stx < 0) != (side == 1) or dx == 0.0:
+                return False
+            t = (p + wx0 - ox) / dx
+            vx = p + wx0 - side
+            vy = math.floor(oy + dy * t)
+            vz = math.floor(oz + dz * t)
+            fx = vx - stx
+            fy = vy
+            fz = vz
+        elif axis == 1:
+            if (sty < 0) != (side == 1) or dy == 0.0:
+                return False
+            t = (p - oy) / dy
+            vx = math.floor(ox + dx * t)
+            vy = p - side
+            vz = math.floor(oz + dz * t)
+            fx = vx
+            fy = vy - sty
+            fz = vz
+        else:
+            if (stz < 0) != (side == 1) or dz == 0.0:
+                return False
+            t = (p + wz0 - oz) / dz
+            vx = math.floor(ox + dx * t)
+            vy = math.floor(oy + dy * t)
+            vz = p + wz0 - side
+            fx = vx
+            fy = vy
+            fz = vz - stz
+        if not (t > tw and t < tlim):
+            return False  # (past tlim in water: a full trace goes deep)
+        if vy < 0 or vy >= H_WORLD or fy < 0:
+            return False
+        if (((vx - wx0) | (vz - wz0) | (fx - wx0) | (fz - wz0)) & ~mask) != 0:
+            return False
+        if vx == tx and vy == ty and vz == tz:
+            return False  # its outline is drawn by `_trace`
+        xm = vx & mask
+        zm = vz & mask
+        own = _vox_key(xm, vy, zm, 0) >> 8
+        if (v0 >> 8) == own:
+            bid = v0 & 255
+        elif (v1 >> 8) == own:
+            bid = v1 & 255
+        elif (v2 >> 8) == own:
+            bid = v2 & 255
+        elif (v3 >> 8) == own:
+            bid = v3 & 255
+        else:
+            bid = -1
+        if bid >= 0:
+            # A neighbour's ray ended on this very face, with the same medium
+            # (the key says) in front of it.
+            k = tables[T_KIND + bid]
+        else:
+            bid = blocks[(_brick_index(xm, vy, zm, lb) << 6) | _local(xm, vy, zm)]
+            k = tables[T_KIND + bid]
+            if k != KIND_OPAQUE and k != KIND_CUTOUT:
+                return False
+            if fy < H_WORLD:
+                xm = fx & mask
+                zm = fz & mask
+                front = blocks[(_brick_index(xm, fy, zm, lb) << 6) | _local(xm, fy, zm)]
+                if tables[T_MEDIUM + front] != medium:
+                    return False
+            elif medium != MEDIUM_NONE:
+                return False
+    invx = 1.0 / dx if dx != 0.0 else FAR
+    invy = 1.0 / dy if dy != 0.0 else FAR
+    invz = 1.0 / dz if dz != 0.0 else FAR
+    for i in range(ints[I_AVATARS]):
+        ta = (avatars[i, A_MIN] - ox) * invx
+        tb = (avatars[i, A_MAX] - ox) * invx
+        tn = min(ta, tb)
+        tf = max(ta, tb)
+        ta = (avatars[i, A_MIN + 1] - oy) * invy
+        tb = (avatars[i, A_MAX + 1] - oy) * invy
+        tn = max(tn, min(ta, tb))
+        tf = min(tf, max(ta, tb))
+        ta = (avatars[i, A_MIN + 2] - oz) * invz
+        tb = (avatars[i, A_MAX + 2] - oz) * invz
+        tn = max(tn, min(ta, tb))
+        tf = min(tf, max(ta, tb))
+        if tn <= tf and tn > 0.0 and tn < t + 1e-6:
+            return False
+    if deep:
+        # Cut short in deep water: the rest is water too.
+        f = _fog(tw, prm)
+        have_sky, skr, skg, skb = _need_sky(f, have_sky, skr, skg, skb, dx, dy, dz, prm)
+        r += trans * ((1.0 - f) * prm[P_WATER_COLOR] + f * skr)
+        g += trans * ((1.0 - f) * prm[P_WATER_COLOR + 1] + f * skg)
+        b += trans * ((1.0 - f) * prm[P_WATER_COLOR + 2] + f * skb)
+    else:
+        fu, fv, face, _cos, cr, cg, cb, ca = _surface(
+            t, vx, vy, vz, axis, stx, sty, stz, ox, oy, oz, dx, dy, dz, bid, prm, atlas, tables
+        )
+        if k == KIND_CUTOUT and ca < 0.5:
+            return False  # a hole in the leaves
+        if medium == MEDIUM_WATER:
+            have_sky, skr, skg, skb = _need_sky(
+                _fog(tw, prm), have_sky, skr, skg, skb, dx, dy, dz, prm
+            )
+            r, g, b, trans = _water_volume(r, g, b, trans, tw, t, prm, skr, skg, skb)
+        light = _lit(prm[P_FACE_SHADE + face], t, vx, vy, vz, axis, stx, sty, stz, fu, fv, blocks,
+                     tables, cover, ints, prm, aoc)  # fmt: skip
+        f = _fog(t, prm)
+        have_sky, skr, skg, skb = _need_sky(f, have_sky, skr, skg, skb, dx, dy, dz, prm)
+        r += trans * ((1.0 - f) * cr * light + f * skr)
+        g += trans * ((1.0 - f) * cg * light + f * skg)
+        b += trans * ((1.0 - f) * cb * light + f * skb)
+    out[py, px, 0] = int(min(max(r, 0.0), 1.0) * 255.0 + 0.5)
+    out[py, px, 1] = int(min(max(g, 0.0), 1.0) * 255.0 + 0.5)
+    out[py, px, 2] = int(min(max(b, 0.0), 1.0) * 255.0 + 0.5)
+    return True
+
+
+# No reference counting in here (``_nrt=False``): with it, every array
+# handed to an inlined helper was counted up and down per pixel, atomically,
+# on counters both threads share (1.7x the CPU a frame). Nothing here
+# allocates, and the caller holds every array for the whole call. numpy's
+# error model: no zero-division checks on every division (8 % a frame; the
+# walks already handle infinite steps).
+@njit(cache=True, fastmath=True, _nrt=False, error_model="numpy")
+def _rows(out, k, phase, tbits, tiles_x, top, sx0, sxs, blocks, bricks, secs, wbricks, wsecs,
+          heights4, heights16, cover, ints, prm, atlas, tables, avatars, starts, aoc, keys,
+          voxs):  # fmt: skip
+    """Thread ``k``'s rows of pass ``phase`` (see `render_frame`): every
+    pixel (full trace), the even pixels (first pass) or the others (second
+    pass, `_reuse` where the traced neighbours agree)."""
+    height = out.shape[0]
+    width = out.shape[1]
+    nt = ints[I_THREADS]
+    tile = ints[I_TILE]
+    sub = ints[I_SUB] != 0
+    first = sub and phase == 0
+    second = sub and phase == 1
+    nrows = (height + 1) // 2 if first else height
+    step = 2 if first else 1
+    if phase == 0:
+        aoc[5] = 0  # the view may have changed since the last frame
+    q = 0
+    for m in range(k, nrows, nt):
+        py = 2 * m if first else m
+        # In the second pass even rows hold half the work of odd
+        # ones: with an even number of threads, swap the rows of
+        # every other pair so each thread gets both kinds (still a
+        # permutation of the rows).
+        if second and (nt & 1) == 0 and (q & 1) == 1 and (m ^ 1) < height:
+            py = m ^ 1
+        q += 1
+        row = (py >> tbits) * tiles_x if tile > 0 else 0
+        sy = (1.0 - 2.0 * (py + 0.5) / height) * prm[P_TAN_V]
+        j = py >> 1
+        yodd = py & 1
+        for px in range(0, width, step):
+            i = px >> 1
+            if second:
+                xodd = px & 1
+                if (xodd | yodd) == 0:
+                    continue  # traced in the first pass
+                key = keys[j, i]
+                # The traced neighbours: left and right, above and
+                # below, or the four corners; all must have hit the
+                # same plane.
+                if key >= 0 and xodd != 0 and (px + 1 >= width or keys[j, i + 1] != key):
+                    key = -1
+                if (
+                    key >= 0
+                    and yodd != 0
+                    and (
+                        py + 1 >= height
+                        or keys[j + 1, i] != key
+                        or (xodd != 0 and keys[j + 1, i + 1] != key)
+                    )
+                ):
+                    key = -1
+                if key >= 0:
+                    v0 = voxs[j, i]
+                    v1 = voxs[j, i + 1] if xodd != 0 else v0
+                    v2 = voxs[j + 1, i] if yodd != 0 else v0
+                    v3 = voxs[j + 1, i + 1] if (xodd & yodd) != 0 else v0
+                    if _reuse(
+                        out, px, py, sy, key, v0, v1, v2, v3, sx0, sxs, blocks, cover,
+                        ints, prm, atlas, tables, avatars, aoc,
+                    ):  # fmt: skip
+                        continue
+            t0 = starts[row + (px >> tbits)] if tile > 0 else 0.0
+            hit, hv = _pixel(
+                out, px, py, sy, t0, top, sx0, sxs, blocks, bricks, secs, wbricks, wsecs,
+                heights4, heights16, cover, ints, prm, atlas, tables, avatars, aoc,
+            )  # fmt: skip
+            if first:
+                keys[j, i] = hit
+                voxs[j, i] = hv
 
 
 @njit(parallel=True, cache=True, fastmath=True)
 def render_frame(out, blocks, bricks, secs, wbricks, wsecs, heights4, heights16, cover, ints, prm,
-                 atlas, tables, avatars, dil4, dil16, starts, aocache):  # fmt: skip
+                 atlas, tables, avatars, dil4, dil16, starts, aocache, keys, voxs):  # fmt: skip
     """Fill ``out`` (uint8[H, W, 3]) with the frame seen from the camera in ``prm``.
 
-    ``dil4``, ``dil16`` and ``starts`` are scratch buffers (the dilated
-    column heights and each tile's beam start); ``ints[I_TILE] == 0`` turns
-    the beam pre-pass off."""
+    ``dil4``, ``dil16``, ``starts``, ``keys`` and ``voxs`` are scratch
+    buffers (the dilated column heights, each tile's beam start, the
+    plain-hit keys and `_vox_key` of the even pixels: each at least
+    int64[(H + 1) // 2, (W + 1) // 2] when ``ints[I_SUB]`` is set);
+    ``ints[I_TILE] == 0`` turns the beam pre-pass off.
+
+    With ``ints[I_SUB]`` the pixels of even rows and columns are traced
+    first; every other pixel whose 2 or 4 traced neighbours ended on the
+    same plain face plane is shaded by `_reuse`, the rest are traced."""
     height = out.shape[0]
     width = out.shape[1]
     nt = ints[I_THREADS]
@@ -888,7 +1292,7 @@ def render_frame(out, blocks, bricks, secs, wbricks, wsecs, heights4, heights16,
     tiles_y = (height + tile - 1) // tile if tile > 0 else 1
     # No block at or above ``top`` anywhere in the view: rays climbing past
     # it are done (exact, where the view's own top_y is per section).
-    top = 0
+    top = np.int64(0)  # (a literal 0 here made numba compile `_rows` twice)
     for i in range(heights16.size):
         top = max(top, heights16[i])
     if tile > 0:
@@ -908,15 +1312,18 @@ def render_frame(out, blocks, bricks, secs, wbricks, wsecs, heights4, heights16,
     # Ray directions before normalisation are linear in the pixel column.
     sx0 = -prm[P_TAN_H] * (1.0 - 1.0 / width)
     sxs = 2.0 * prm[P_TAN_H] / width
-    for k in prange(nt):
-        aoc = aocache[k]
-        aoc[5] = 0  # the view may have changed since the last frame
-        for py in range(k, height, nt):
-            row = (py >> tbits) * tiles_x if tile > 0 else 0
-            sy = (1.0 - 2.0 * (py + 0.5) / height) * prm[P_TAN_V]
-            for px in range(width):
-                t0 = starts[row + (px >> tbits)] if tile > 0 else 0.0
-                _pixel(
-                    out, px, py, sy, t0, top, sx0, sxs, blocks, bricks, secs, wbricks, wsecs,
-                    heights4, heights16, cover, ints, prm, atlas, tables, avatars, aoc,
-                )  # fmt: skip
+    # The rows are split between threads (row = k, k + nt, ...); each
+    # thread's share is one call of `_rows`, which numba compiles as a plain
+    # function: its parallel passes are superlinear in the size of a loop
+    # body (the trace inlined into the parallel loop took minutes to
+    # compile), and one call per thread costs nothing.
+    for phase in range(2 if ints[I_SUB] != 0 else 1):
+        for k in prange(nt):
+            # (prange hands out unsigned indices: an int64 keeps `_rows` to
+            # one compiled signature)
+            kk = np.int64(k)
+            _rows(
+                out, kk, phase, tbits, tiles_x, top, sx0, sxs, blocks, bricks, secs, wbricks,
+                wsecs, heights4, heights16, cover, ints, prm, atlas, tables, avatars, starts,
+                aocache[kk], keys, voxs,
+            )  # fmt: skip
