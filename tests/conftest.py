@@ -32,6 +32,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     """Compile (or load) the ray-caster once, before any test: on a fresh clone
     every client and render node a test starts would otherwise compile it at the
     same time, under the per-test timeouts. Cached: a fraction of a second."""
+    # A shell runs background jobs with SIGINT ignored, and an ignored signal
+    # stays ignored in every child: the Ctrl-C tests would then interrupt
+    # nothing. A handler here is reset to the default in each child at exec.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     import renderer
 
     renderer.warm_up(lambda line: print(line, file=sys.stderr, flush=True))
