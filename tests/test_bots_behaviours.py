@@ -25,6 +25,7 @@ from experiments.bots.tnt import Tnt
 from experiments.bots.trace import Trace, TraceError, TraceRecorder, record_game
 from shiftcraft import protocol as P
 from world.blocks import BlockId
+from world.physics import FLAG_JUMP
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -152,8 +153,10 @@ async def lead(url: str, name: str, walk_s: float, stand_s: float, yaw: float) -
             # Frames cover the wall time that passed, so a loaded machine still walks as far.
             now = loop.time()
             dt, last = min(now - last, P.MAX_DT), now
-            forward = 1.0 if elapsed < walk_s else 0.0
-            await conn.send_inputs([seqs.frame(dt, forward, 0.0, yaw, 0.0)])
+            walking = elapsed < walk_s
+            # Jump held while walking: a step of terrain does not stop it.
+            flags = FLAG_JUMP if walking else 0
+            await conn.send_inputs([seqs.frame(dt, float(walking), 0.0, yaw, 0.0, flags=flags)])
             await asyncio.sleep(0.05)
         await asyncio.sleep(0.3)  # the last acks
         return pos[0]
@@ -161,10 +164,11 @@ async def lead(url: str, name: str, walk_s: float, stand_s: float, yaw: float) -
         await conn.close()
 
 
-async def test_follow_ends_up_near_its_target(module_server):
+async def test_follow_ends_up_near_its_target(sim_server):
+    # A world of its own: the walk-modify bots of the shared one build in the way.
     follow_distance = 3.0
     cfg = RunConfig(
-        url=module_server.url,
+        url=sim_server.url,
         count=1,
         behaviour="follow",
         seconds=10.0,
@@ -172,7 +176,7 @@ async def test_follow_ends_up_near_its_target(module_server):
         options=BehaviourOptions(target="leader1", follow_distance=follow_distance),
     )
     bots = make_bots(cfg)
-    leader = asyncio.create_task(lead(module_server.url, "leader1", 4.0, 5.5, math.pi / 2))
+    leader = asyncio.create_task(lead(sim_server.url, "leader1", 4.0, 5.5, math.pi / 2))
     await asyncio.sleep(0.3)  # the leader is in before the follower looks
     summary = await run_bots(cfg, bots=bots)
     leader_pos = await leader
