@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import getpass
 import json
 import logging
@@ -23,6 +22,7 @@ from client.device import DEVICE_PROFILES
 from client.display import DisplayUnavailable, HeadlessDisplay, WindowDisplay
 from client.script import ScriptError, parse_script
 from shiftcraft.protocol import NAME_RE
+from shiftcraft.serve import calling_on_signals
 
 
 def _resolution(text: str) -> tuple[int, int]:
@@ -236,14 +236,10 @@ async def _play(game: Any) -> int:
         ) from None
     # SIGTERM (experiment runners, containers) quits like Ctrl-Q: the loop ends,
     # the session says goodbye, the summary is printed and the exit status is 0.
-    loop = asyncio.get_running_loop()
-    with contextlib.suppress(NotImplementedError, RuntimeError):
-        loop.add_signal_handler(signal.SIGTERM, lambda: setattr(game.controls, "quit", True))
     try:
-        return await game.run()
+        with calling_on_signals(lambda: setattr(game.controls, "quit", True), signal.SIGTERM):
+            return await game.run()
     finally:
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.remove_signal_handler(signal.SIGTERM)
         await agent.stop()
 
 

@@ -192,14 +192,18 @@ class RealBattery:
     @classmethod
     def probe(cls) -> RealBattery | None:
         """The real battery, or None where the machine has none (or psutil cannot tell)."""
-        try:
-            import psutil
+        import psutil
 
-            if psutil.sensors_battery() is None:
-                return None
-        except (AttributeError, NotImplementedError, OSError, RuntimeError):
+        # psutil has no `sensors_battery` on platforms where it cannot read one.
+        read = getattr(psutil, "sensors_battery", None)
+        if read is None:
             return None
-        return cls()
+        try:
+            if read() is None:
+                return None
+        except OSError:  # a power-supply entry that could not be read
+            return None
+        return cls(read)
 
     def set_level(self, level: float) -> None:
         raise BatteryControlError("this client reads a real battery: its level cannot be set")

@@ -171,10 +171,9 @@ class LocalRenderSource:
             if arr is not None:
                 view.set_section(key, arr)
             if time.perf_counter() >= deadline:
-                return not queue and self._fill_done()
-        return self._fill_done()
-
-    def _fill_done(self) -> bool:
+                break
+        if queue:
+            return False
         self._filling = False
         self._centred = True
         return True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -12,7 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -87,3 +88,20 @@ def start_listening(
     text = line.decode().strip()
     assert text.startswith("listening on ws://"), text
     return proc, text.removeprefix("listening on ")
+
+
+@contextlib.contextmanager
+def scheduler_process(tmp: Path, policy: str, engine: str) -> Iterator[str]:
+    """A `shiftcraft scheduler` process with ``policy`` and the ``engine:`` settings
+    (YAML lines), its log and decision log in ``tmp``; yields its http://HOST:PORT."""
+    cfg = tmp / "policy.yaml"
+    cfg.write_text("engine:\n" + "".join(f"  {line}\n" for line in engine.splitlines()))
+    proc, url = start_listening(
+        ["scheduler", "--host", "127.0.0.1", "--port", "0", "--policy", policy,
+         "--config", str(cfg), "--log", str(tmp / "decisions.jsonl")],
+        tmp / "scheduler.log",
+    )  # fmt: skip
+    try:
+        yield "http" + url.removeprefix("ws")
+    finally:
+        assert stop(proc) in (0, -signal.SIGKILL)

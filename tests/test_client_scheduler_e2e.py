@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from pathlib import Path
 import pytest
 from procs import free_port as _free_port
 from procs import get as _get
-from procs import start_listening
+from procs import scheduler_process
 from procs import stop as _stop
 from procs import wait_for as _wait
 from prometheus_client.parser import text_string_to_metric_families
@@ -39,18 +38,10 @@ CLIENT = "e2e-tele"
 @pytest.fixture(scope="module")
 def scheduler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A `shiftcraft scheduler` process; yields its http://HOST:PORT."""
-    tmp = tmp_path_factory.mktemp("sched")
-    cfg = tmp / "policy.yaml"
-    cfg.write_text("engine:\n  min_dwell_s: 5\n  settle_s: 1\n")
-    proc, url = start_listening(
-        ["scheduler", "--host", "127.0.0.1", "--port", "0", "--policy", f"static:{NODE}",
-         "--config", str(cfg), "--log", str(tmp / "d.jsonl")],
-        tmp / "scheduler.log",
-    )  # fmt: skip
-    try:
-        yield "http" + url.removeprefix("ws")
-    finally:
-        assert _stop(proc) in (0, -signal.SIGKILL)
+    with scheduler_process(
+        tmp_path_factory.mktemp("sched"), f"static:{NODE}", "min_dwell_s: 5\nsettle_s: 1"
+    ) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ scheduler learns why.
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from procs import REPO, free_port, get_json, start_listening, stop, wait_for
+from procs import REPO, free_port, get_json, scheduler_process, stop, wait_for
 
 from renderer.node.launch import NodeProcess, start_node
 
@@ -35,18 +34,10 @@ SCRIPT = "walk 0.6; look 0 -55; wait 0.3; place; wait 0.3; look 0 0; turn 50"
 
 @pytest.fixture(scope="module")
 def scheduler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    tmp = tmp_path_factory.mktemp("sched")
-    cfg = tmp / "policy.yaml"
-    cfg.write_text("engine:\n  min_dwell_s: 600\n  settle_s: 1\n")
-    proc, url = start_listening(
-        ["scheduler", "--host", "127.0.0.1", "--port", "0", "--policy", "static-local",
-         "--config", str(cfg), "--log", str(tmp / "decisions.jsonl")],
-        tmp / "scheduler.log",
-    )  # fmt: skip
-    try:
-        yield "http" + url.removeprefix("ws")
-    finally:
-        assert stop(proc) in (0, -signal.SIGKILL)
+    with scheduler_process(
+        tmp_path_factory.mktemp("sched"), "static-local", "min_dwell_s: 600\nsettle_s: 1"
+    ) as url:
+        yield url
 
 
 def _start_node(sim: str, scheduler: str, log: Path) -> NodeProcess:

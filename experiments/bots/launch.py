@@ -70,6 +70,12 @@ class Child:
             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
+        return cls.attach(name, proc, on_line)
+
+    @classmethod
+    def attach(cls, name: str, proc: asyncio.subprocess.Process,
+               on_line: LineHandler | None = None) -> Child:  # fmt: skip
+        """Watch a process started elsewhere (a testbed host) with piped stdout/stderr."""
         child = cls(name, proc, on_line)
         assert proc.stdout is not None and proc.stderr is not None
         child._readers = [
@@ -101,31 +107,42 @@ class Child:
     def tail_text(self) -> str:
         return "\n".join(f"  [{self.name}] {line}" for line in self.tail)
 
-    async def stop(self, sig: int = signal.SIGINT, timeout: float = 10.0) -> int:
-        """Ask politely, wait, then kill the process group. Returns the exit code."""
-        if self.proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
+    async def output_read(self) -> None:
+        """Returns once both pipes are read to their end (the process has exited)."""
+        await asyncio.gather(*self._readers, return_exceptions=True)
+
+    def send_signal(self, sig: int, group: bool = False) -> None:
+        """Send ``sig`` to the process, or to its whole group (it leads one)."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if group:
+                os.killpg(self.proc.pid, sig)
+            else:
                 self.proc.send_signal(sig)
+
+    async def stop(self, sig: int = signal.SIGINT, timeout: float = 10.0,
+                   group: bool = False) -> int:  # fmt: skip
+        """Ask politely (``sig`` to the process, or its group), wait, then kill the
+        process group; drain the output readers. Returns the exit code."""
+        if self.proc.returncode is None:
+            self.send_signal(sig, group)
             try:
                 async with asyncio.timeout(timeout):
                     await self.proc.wait()
             except TimeoutError:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.kill_now()
                 await self.proc.wait()
         # The pipes close with the process; let the readers drain what is left.
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(2.0):
-                await asyncio.gather(*self._readers, return_exceptions=True)
+                await self.output_read()
         for task in self._readers:
             task.cancel()
         return self.proc.returncode  # type: ignore[return-value]
 
     def kill_now(self) -> None:
-        """Synchronous last resort (interpreter shutting down)."""
+        """SIGKILL the whole process group, now (also the last resort at shutdown)."""
         if self.proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.send_signal(signal.SIGKILL, group=True)
 
 
 async def start_service(

@@ -16,13 +16,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from experiments.runner.services import (
-    Service,
-    ServiceError,
-    free_port,
-    shiftcraft_argv,
-    spawn_service,
-)
+from experiments.bots.launch import python_cmd
+from experiments.runner.services import Service, ServiceError, free_port, spawn_service
 from experiments.scenarios.model import BotGroupSpec, ClientSpec, RenderNodeSpec, Run, SimSpec
 from experiments.testbed.topology import Host
 
@@ -85,7 +80,7 @@ async def _listening(svc: Service, ctx: Ctx) -> None:
 
 
 async def start_sim(host: Host, spec: SimSpec, ctx: Ctx) -> Service:
-    argv = shiftcraft_argv(
+    argv = python_cmd(
         "server", "--host", host.address, "--port", "0",
         "--db", str(ctx.run_dir / "world.sqlite3"), "--seed", str(spec.world_seed),
         "--generator", spec.generator, "--view-distance", str(spec.view_distance),
@@ -99,7 +94,7 @@ async def start_sim(host: Host, spec: SimSpec, ctx: Ctx) -> Service:
 async def start_scheduler(host: Host, config: dict, ctx: Ctx) -> Service:
     cfg_path = ctx.run_dir / "scheduler-config.json"
     cfg_path.write_text(json.dumps(config, indent=2) + "\n")
-    argv = shiftcraft_argv(
+    argv = python_cmd(
         "scheduler", "--host", host.address, "--port", "0", "--config", str(cfg_path),
         "--log", str(ctx.run_dir / "decisions.jsonl"),
     )  # fmt: skip
@@ -111,7 +106,7 @@ async def start_scheduler(host: Host, config: dict, ctx: Ctx) -> Service:
 async def start_render_node(
     host: Host, spec: RenderNodeSpec, sim: Service, scheduler: Service, ctx: Ctx
 ) -> Service:
-    argv = shiftcraft_argv(
+    argv = python_cmd(
         "render-node", "--sim", sim.url, "--host", host.address, "--port", "0",
         "--name", spec.name, "--max-sessions", str(spec.capacity),
         "--scheduler", scheduler.url, "--location", spec.location,
@@ -133,7 +128,7 @@ async def start_client(
     metrics_port = free_port()
     w, h = spec.resolution
     argv = [
-        *shiftcraft_argv("play", "--headless", "--server", sim.url, "--name", spec.name),
+        *python_cmd("play", "--headless", "--server", sim.url, "--name", spec.name),
         "--res", f"{w}x{h}", "--max-fps", f"{spec.max_fps:g}",
         "--script", spec.script or DEFAULT_SCRIPT, "--loop-script",
         "--metrics-port", str(metrics_port), "--metrics-host", host.address,
@@ -193,7 +188,7 @@ async def _client_ready(svc: Service, ctx: Ctx) -> None:
 
 def bots_argv(group: BotGroupSpec, sim: Service, seed: int) -> tuple[list[str], list[str]]:
     """(argv, options that `shiftcraft bots` has no flag for: reported as a note)."""
-    argv = shiftcraft_argv(
+    argv = python_cmd(
         "bots", "--server", sim.url, "--count", str(group.count),
         "--behaviour", group.behaviour, "--seconds", "0", "--name-prefix", group.name,
         "--join-rate", f"{group.join_rate:g}", "--seed", str(seed),

@@ -14,30 +14,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import signal
 import socket
 import sys
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from experiments.bots.launch import LISTENING_RE, Child
 from experiments.testbed.cpu import CpuLimit
 from experiments.testbed.topology import Host
 
-LISTENING_RE = re.compile(r"listening on (ws://[^\s]+)")
 REPO = Path(__file__).resolve().parents[2]
 
 
 class ServiceError(RuntimeError):
     """A service did not start (exited, or never said it listens); has its log tail."""
-
-
-def shiftcraft_argv(*args: str) -> list[str]:
-    """``python -m shiftcraft ARGS`` with this interpreter (the venv's)."""
-    return [sys.executable, "-m", "shiftcraft", *args]
 
 
 def free_port() -> int:
@@ -49,53 +42,47 @@ def free_port() -> int:
 
 @dataclass
 class Service:
-    """One running node of the experiment."""
+    """One running node of the experiment: its process (a `launch.Child`) and log."""
 
     name: str  # node name in tables and events: sim, scheduler, edge-1, alice, bots:walkers
     kind: str  # sim | render | scheduler | client | bots
     host: Host
-    proc: asyncio.subprocess.Process
     log_path: Path
     url: str = ""  # ws://ADDRESS:PORT peers use ("" if it does not listen)
     port: int = 0
     metrics_url: str = ""  # http://127.0.0.1:PORT/metrics as the runner reaches it
     cpu: CpuLimit | None = None
     stdout_lines: list[str] = field(default_factory=list)  # kept for bots' JSON summary
-    tail: deque[str] = field(default_factory=lambda: deque(maxlen=30))
     listening: asyncio.Future[str] | None = None
-    _readers: list[asyncio.Task] = field(default_factory=list, repr=False)
+    child: Child = field(init=False, repr=False)
     _log: IO[str] | None = field(default=None, repr=False)
     killed: bool = False  # by a `kill` action: its exit is expected
 
     @property
+    def proc(self) -> asyncio.subprocess.Process:
+        return self.child.proc
+
+    @property
     def running(self) -> bool:
-        return self.proc.returncode is None
+        return self.child.running
 
     @property
     def pid(self) -> int:
-        return self.proc.pid
+        return self.child.pid
 
     def tail_text(self) -> str:
-        return "\n".join(f"  [{self.name}] {line}" for line in self.tail)
+        return self.child.tail_text()
 
-    async def _read(self, stream: asyncio.StreamReader, which: str) -> None:
+    def _on_line(self, which: str, line: str) -> None:
+        """Every line into the log; stdout kept, and watched for ``listening on``."""
         assert self._log is not None
-        while True:
-            try:
-                raw = await stream.readline()
-            except ValueError:  # a line over the stream limit: skip it
-                continue
-            if not raw:
-                return
-            line = raw.decode(errors="replace").rstrip("\n")
-            self._log.write(("out: " if which == "stdout" else "") + line + "\n")
-            self._log.flush()
-            self.tail.append(line)
-            if which == "stdout":
-                self.stdout_lines.append(line)
-                m = LISTENING_RE.search(line)
-                if m and self.listening is not None and not self.listening.done():
-                    self.listening.set_result(m.group(1))
+        self._log.write(("out: " if which == "stdout" else "") + line + "\n")
+        self._log.flush()
+        if which == "stdout":
+            self.stdout_lines.append(line)
+            m = LISTENING_RE.search(line)
+            if m and self.listening is not None and not self.listening.done():
+                self.listening.set_result(m.group(1))
 
     async def wait_listening(self, timeout: float) -> str:
         """The ``ws://`` URL it printed; `ServiceError` if it exits or stays silent."""
@@ -112,7 +99,7 @@ class Service:
         finally:
             exited.cancel()
         if not self.listening.done():
-            await asyncio.gather(*self._readers, return_exceptions=True)
+            await self.child.output_read()
             raise ServiceError(
                 f"{self.name} exited with code {self.proc.returncode} before listening"
                 f" ({self.log_path}); log tail:\n{self.tail_text()}"
@@ -121,27 +108,14 @@ class Service:
 
     def send(self, sig: int) -> None:
         """Signal the service's process group (it leads one: spawned in its own session)."""
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, sig)
+        self.child.send_signal(sig, group=True)
 
     async def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int | None:
-        """Ask politely, wait, then SIGKILL the group; drain the output readers."""
-        if self.proc.returncode is None:
-            self.send(sig)
-            try:
-                async with asyncio.timeout(timeout):
-                    await self.proc.wait()
-            except TimeoutError:
-                self.send(signal.SIGKILL)
-                await self.proc.wait()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(2.0):
-                await asyncio.gather(*self._readers, return_exceptions=True)
-        for task in self._readers:
-            task.cancel()
+        """Ask politely, wait, then SIGKILL the group; drain the output, close the log."""
+        code = await self.child.stop(sig, timeout, group=True)
         if self._log is not None and not self._log.closed:
             self._log.close()
-        return self.proc.returncode
+        return code
 
 
 async def spawn_service(
@@ -172,14 +146,10 @@ async def spawn_service(
     except BaseException:
         log.close()
         raise
-    svc = Service(name, kind, host, proc, log_path, _log=log)
+    svc = Service(name, kind, host, log_path, _log=log)
     if listens:
         svc.listening = asyncio.get_running_loop().create_future()
-    assert proc.stdout is not None and proc.stderr is not None
-    svc._readers = [
-        asyncio.create_task(svc._read(proc.stdout, "stdout"), name=f"{name}-stdout"),
-        asyncio.create_task(svc._read(proc.stderr, "stderr"), name=f"{name}-stderr"),
-    ]
+    svc.child = Child.attach(name, proc, svc._on_line)
     return svc
 
 
