@@ -17,7 +17,7 @@ demo: $(STAMP)
 	$(VENV)/bin/shiftcraft demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -rs
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -28,6 +28,30 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
+# CI (`.ci/run`) installs everything the suite needs and runs as root: there,
+# a skipped test means a missing install step, so it fails instead.
+REQUIRE_ALL = os.environ.get("SHIFTCRAFT_REQUIRE_ALL_TESTS") == "1"
+
+
+def _refuse_skip(report: pytest.CollectReport | pytest.TestReport) -> None:
+    if REQUIRE_ALL and report.skipped:
+        reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"skipped, but SHIFTCRAFT_REQUIRE_ALL_TESTS=1: {reason}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    outcome = yield
+    _refuse_skip(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
+    outcome = yield
+    _refuse_skip(outcome.get_result())
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Compile (or load) the ray-caster once, before any test: on a fresh clone
     every client and render node a test starts would otherwise compile it at the
