@@ -3,10 +3,13 @@
 #   docker run --rm shiftcraft shiftcraft server --host 0.0.0.0
 FROM python:3.11-slim
 
-# iproute2: `tc` for link conditions (deploy/entrypoint.py). Nothing else is
-# needed from apt: numba, av (ffmpeg/x264), aiortc and pygame ship manylinux wheels.
+# iproute2: `tc` for link conditions (deploy/entrypoint.py). libgomp1: numba's
+# OpenMP threading layer, so a render node renders several sessions' frames at
+# once (without it numba falls back to a layer that allows one at a time).
+# Nothing else is needed from apt: numba, av (ffmpeg/x264), aiortc and pygame
+# ship manylinux wheels.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends iproute2 \
+    && apt-get install -y --no-install-recommends iproute2 libgomp1 \
     && rm -rf /var/lib/apt/lists/*
 
 # NUMBA_CACHE_DIR: the renderer's compiled kernels, baked in below and writable

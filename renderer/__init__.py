@@ -20,7 +20,21 @@ def _default_cache_dir() -> str:
 os.environ.setdefault("NUMBA_CACHE_DIR", _default_cache_dir())
 
 from renderer.camera import Camera  # noqa: E402
-from renderer.renderer import Avatar, Renderer, RenderSettings, warm_up  # noqa: E402
+from renderer.renderer import (  # noqa: E402
+    Avatar,
+    Renderer,
+    RenderSettings,
+    kernel_threadsafe,
+    warm_up,
+)
 from renderer.view import WorldView  # noqa: E402
 
-__all__ = ["Avatar", "Camera", "RenderSettings", "Renderer", "WorldView", "warm_up"]
+__all__ = [
+    "Avatar",
+    "Camera",
+    "RenderSettings",
+    "Renderer",
+    "WorldView",
+    "kernel_threadsafe",
+    "warm_up",
+]

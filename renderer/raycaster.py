@@ -25,17 +25,24 @@ face, a sky-visibility term (``cover``) and distance fog towards the sky
 colour of the same ray, so far terrain melts into the sky at the view
 distance.
 
-Optionally (``ints[I_SUB]``) the frame is traced in two passes: first the
-pixels of even rows and columns, each recording a plain-hit key (the plane
-of the opaque or leaf face that ended its ray, and the water surface it
-crossed, if any, with nothing else composited in front); then every other
-pixel whose 2 or 4 traced neighbours share a key is shaded by `_reuse`
-(ray/plane intersections, then the same texel, light, water and fog terms
-as a full trace) after checking the voxels there are what a trace would
-meet, and the rest are traced. Rays are interpolated directions from one
-eye and faces are convex, so the picture is the full trace's but for rare
-edge pixels where a block pokes between the traced rays (tests and
-``bench render`` measure the difference).
+Optionally (``ints[I_SUB]``) the frame is traced coarse to fine, in three
+passes: first every 4th pixel of every 4th row, then the rest of the even
+rows and columns, then the others. A traced pixel records a plain-hit key
+(the plane of the opaque or leaf face that ended its ray, and the water
+surface it crossed, if any, with nothing else composited in front; or
+`KEY_SKY` for a ray that met nothing), its voxel and its distance. A pixel
+of a later pass whose 2 or 4 neighbours of the pass before (left/right,
+above/below or the corners) share a key is drawn without a trace: the sky
+by its colour, a face by `_reuse` (ray/plane intersection, a check that the
+voxels there are what a trace would meet, then the same texel, light,
+water and fog terms). The rest are traced, starting just short of the
+nearest neighbour's hit where all of them met only air: their rays bracket
+this one, so it meets nothing before either, and the long rays along
+silhouettes and the horizon skip most of their walk. Rays are interpolated
+directions from one eye and faces are convex, so the picture is the full
+trace's but for rare edge pixels where a block pokes between the traced
+rays (tests and ``bench render`` measure the difference: ~50 pixels in a
+million off by more than 8/255).
 
 Each thread's rows are one call of `_rows`, in which everything is inlined
 and nothing is reference-counted (numba would otherwise count every array
@@ -131,7 +138,7 @@ I_AVATARS = 8  # how many rows of the avatar array are live
 I_THREADS = 9
 I_BRICK_BITS = 10  # log2 of the window width in bricks
 I_TILE = 11  # tile size (pixels) of the beam pre-pass; 0 = off
-I_SUB = 12  # 1 = trace every other pixel of every other row first, reuse their hits
+I_SUB = 12  # 1 = trace coarse to fine, reusing the coarser passes' hits (module doc)
 N_INTS = 13
 
 # A plain-hit key (see `_trace`): the face index (3 bits), the plane's
@@ -139,6 +146,11 @@ N_INTS = 13
 KEY_FACE_BITS = 3
 KEY_DEEP = 1 << 15
 KEY_WATER_SHIFT = 16
+# The ray met nothing and composited nothing: the sky's own colour.
+KEY_SKY = 1 << 40
+# Blocks short of the nearest neighbour's hit where a ray traced between
+# neighbours that met only air starts (`_rows`).
+BRACKET_MARGIN = 1.0
 
 # avatar rows: box min (3), box max (3), body rgb (3), head rgb (3),
 # y where the head starts, face index (0..5) the avatar looks out of
@@ -412,10 +424,12 @@ def _lit(light, t, vx, vy, vz, axis, stx, sty, stz, fu, fv, blocks, tables, cove
 
 
 @njit(cache=True, fastmath=True, inline="always")
-def _trace(ox, oy, oz, dx, dy, dz, t0, top_y, blocks, bricks, secs, wbricks, wsecs, heights4,
+def _trace(ox, oy, oz, dx, dy, dz, t0, t1, top_y, blocks, bricks, secs, wbricks, wsecs, heights4,
            heights16, cover, ints, prm, atlas, tables, avatars, aoc):  # fmt: skip
     """Colour (r, g, b in 0..1) seen along one ray, starting at ``t0`` (the
-    beam pre-pass showed only air before it), and its plain-hit key, else
+    beam pre-pass showed only air before it) or at ``t1`` if that is later
+    and in air (the traced rays around it met nothing before), its plain-hit
+    key, else
     -1: the `_hit_key` of the opaque (or leaf) face that ended the ray, no
     outline on it, where nothing was composited in front of it but,
     perhaps, the top of the water and the water below (its y in the key's
@@ -495,6 +509,7 @@ def _trace(ox, oy, oz, dx, dy, dz, t0, top_y, blocks, bricks, secs, wbricks, wse
     wp = 0
     hit = -1
     hv = -1
+    th = FAR  # how far the plain hit is
 
     # Bring a ray from above (or below) the world to its top (bottom) face.
     inside = True
@@ -510,6 +525,17 @@ def _trace(ox, oy, oz, dx, dy, dz, t0, top_y, blocks, bricks, secs, wbricks, wse
         else:
             t = -oy * invy
             axis = 1
+    if t1 > t0 and inside:
+        # The traced rays around this one met nothing before t1 (`_rows`):
+        # start there too, if the voxel there is air.
+        x1 = math.floor(ox + dx * t1)
+        y1 = math.floor(oy + dy * t1)
+        z1 = math.floor(oz + dz * t1)
+        if 0 <= y1 < H_WORLD and not (((x1 - wx0) | (z1 - wz0)) & notmask):
+            xm = x1 & mask
+            zm = z1 & mask
+            if blocks[(_brick_index(xm, y1, zm, lb) << 6) | _local(xm, y1, zm)] == 0:
+                t0 = t1
     if t0 > t and inside:
         # The tile's beam showed nothing but air up to t0: start there.
         t = t0
@@ -745,6 +771,7 @@ def _trace(ox, oy, oz, dx, dy, dz, t0, top_y, blocks, bricks, secs, wbricks, wse
                     if clean != 0:
                         hit = _hit_key(face, vx, vy, vz, wx0, wz0) | (wp << KEY_WATER_SHIFT)
                         hv = _vox_key(vx & mask, vy, vz & mask, bid)
+                        th = t
                 f = _fog(t, prm)
                 have_sky, skr, skg, skb = _need_sky(f, have_sky, skr, skg, skb, dx, dy, dz, prm)
                 r += trans * ((1.0 - f) * cr * light + f * skr)
@@ -845,7 +872,9 @@ def _trace(ox, oy, oz, dx, dy, dz, t0, top_y, blocks, bricks, secs, wbricks, wse
             r += trans * skr
             g += trans * skg
             b += trans * skb
-    return r, g, b, hit, hv
+            if clean == 1 and medium == MEDIUM_NONE:
+                hit = KEY_SKY
+    return r, g, b, hit, hv, th
 
 
 @njit(cache=True, fastmath=True, inline="always")
@@ -952,8 +981,8 @@ def _dilate(src, dst, bits):
 
 
 @njit(cache=True, fastmath=True, inline="always")
-def _pixel(out, px, py, sy, t0, top, sx0, sxs, blocks, bricks, secs, wbricks, wsecs, heights4,
-           heights16, cover, ints, prm, atlas, tables, avatars, aoc):  # fmt: skip
+def _pixel(out, px, py, sy, t0, t1, top, sx0, sxs, blocks, bricks, secs, wbricks, wsecs,
+           heights4, heights16, cover, ints, prm, atlas, tables, avatars, aoc):  # fmt: skip
     """Trace one pixel (``sy``: its row's screen coordinate) and write it;
     returns the ray's plain-hit key and `_vox_key` (see `_trace`)."""
     sx = sx0 + px * sxs
@@ -961,15 +990,56 @@ def _pixel(out, px, py, sy, t0, top, sx0, sxs, blocks, bricks, secs, wbricks, ws
     dy = prm[P_FWD + 1] + sx * prm[P_RIGHT + 1] + sy * prm[P_UP + 1]
     dz = prm[P_FWD + 2] + sx * prm[P_RIGHT + 2] + sy * prm[P_UP + 2]
     n = 1.0 / math.sqrt(dx * dx + dy * dy + dz * dz)
-    r, g, b, hit, hv = _trace(
-        prm[P_OX], prm[P_OY], prm[P_OZ], dx * n, dy * n, dz * n, t0, top,
+    r, g, b, hit, hv, th = _trace(
+        prm[P_OX], prm[P_OY], prm[P_OZ], dx * n, dy * n, dz * n, t0, t1, top,
         blocks, bricks, secs, wbricks, wsecs, heights4, heights16, cover, ints, prm, atlas, tables,
         avatars, aoc,
     )  # fmt: skip
     out[py, px, 0] = int(min(max(r, 0.0), 1.0) * 255.0 + 0.5)
     out[py, px, 1] = int(min(max(g, 0.0), 1.0) * 255.0 + 0.5)
     out[py, px, 2] = int(min(max(b, 0.0), 1.0) * 255.0 + 0.5)
-    return hit, hv
+    return hit, hv, th
+
+
+@njit(cache=True, fastmath=True, inline="always")
+def _reuse_sky(out, px, py, sy, sx0, sxs, ints, prm, avatars):
+    """Shade pixel (px, py) as sky, as the traced rays around it all were;
+    False (nothing written) where an avatar box lies on its ray."""
+    sx = sx0 + px * sxs
+    dx = prm[P_FWD] + sx * prm[P_RIGHT] + sy * prm[P_UP]
+    dy = prm[P_FWD + 1] + sx * prm[P_RIGHT + 1] + sy * prm[P_UP + 1]
+    dz = prm[P_FWD + 2] + sx * prm[P_RIGHT + 2] + sy * prm[P_UP + 2]
+    n = 1.0 / math.sqrt(dx * dx + dy * dy + dz * dz)
+    dx *= n
+    dy *= n
+    dz *= n
+    if ints[I_AVATARS] > 0:
+        ox = prm[P_OX]
+        oy = prm[P_OY]
+        oz = prm[P_OZ]
+        invx = 1.0 / dx if dx != 0.0 else FAR
+        invy = 1.0 / dy if dy != 0.0 else FAR
+        invz = 1.0 / dz if dz != 0.0 else FAR
+        for i in range(ints[I_AVATARS]):
+            ta = (avatars[i, A_MIN] - ox) * invx
+            tb = (avatars[i, A_MAX] - ox) * invx
+            tn = min(ta, tb)
+            tf = max(ta, tb)
+            ta = (avatars[i, A_MIN + 1] - oy) * invy
+            tb = (avatars[i, A_MAX + 1] - oy) * invy
+            tn = max(tn, min(ta, tb))
+            tf = min(tf, max(ta, tb))
+            ta = (avatars[i, A_MIN + 2] - oz) * invz
+            tb = (avatars[i, A_MAX + 2] - oz) * invz
+            tn = max(tn, min(ta, tb))
+            tf = min(tf, max(ta, tb))
+            if tn <= tf and tn > 0.0 and tn < prm[P_VIEW]:
+                return False
+    r, g, b = _sky(dx, dy, dz, prm)
+    out[py, px, 0] = int(min(max(r, 0.0), 1.0) * 255.0 + 0.5)
+    out[py, px, 1] = int(min(max(g, 0.0), 1.0) * 255.0 + 0.5)
+    out[py, px, 2] = int(min(max(b, 0.0), 1.0) * 255.0 + 0.5)
+    return True
 
 
 @njit(cache=True, fastmath=True, inline="always")
@@ -1029,24 +1099,24 @@ def _reuse(out, px, py, sy, key, v0, v1, v2, v3, sx0, sxs, blocks, cover, ints, 
     if wp > 0:
         # The top of the water, as `_trace` composites it.
         if dy >= 0.0:
-            return False
+            return -2, 0.0
         tw = (wp - oy) / dy
         if not (tw > 0.0 and tw < view):
-            return False
+            return -2, 0.0
         vx = math.floor(ox + dx * tw)
         vy = wp - 1
         vz = math.floor(oz + dz * tw)
         if (((vx - wx0) | (vz - wz0)) & ~mask) != 0 or vy >= H_WORLD - 1:
-            return False
+            return -2, 0.0
         if vx == tx and vy == ty and vz == tz:
-            return False
+            return -2, 0.0
         xm = vx & mask
         zm = vz & mask
         bid = blocks[(_brick_index(xm, vy, zm, lb) << 6) | _local(xm, vy, zm)]
         if tables[T_KIND + bid] != KIND_WATER:
-            return False
+            return -2, 0.0
         if blocks[(_brick_index(xm, vy + 1, zm, lb) << 6) | _local(xm, vy + 1, zm)] != 0:
-            return False
+            return -2, 0.0
         fu, fv, face, cos, cr, cg, cb, ca = _surface(
             tw, vx, vy, vz, 1, stx, sty, stz, ox, oy, oz, dx, dy, dz, bid, prm, atlas, tables
         )
@@ -1066,7 +1136,7 @@ def _reuse(out, px, py, sy, key, v0, v1, v2, v3, sx0, sxs, blocks, cover, ints, 
     bid = 0
     if deep:
         if wp == 0 or tlim >= view:
-            return False
+            return -2, 0.0
     else:
         face = key & ((1 << KEY_FACE_BITS) - 1)
         p = (key >> KEY_FACE_BITS) & ((KEY_DEEP - 1) >> KEY_FACE_BITS)
@@ -1075,7 +1145,7 @@ def _reuse(out, px, py, sy, key, v0, v1, v2, v3, sx0, sxs, blocks, cover, ints, 
         # The voxel behind the plane where the ray meets it, and the one in front.
         if axis == 0:
             if (stx < 0) != (side == 1) or dx == 0.0:
-                return False
+                return -2, 0.0
             t = (p + wx0 - ox) / dx
             vx = p + wx0 - side
             vy = math.floor(oy + dy * t)
@@ -1085,7 +1155,7 @@ def _reuse(out, px, py, sy, key, v0, v1, v2, v3, sx0, sxs, blocks, cover, ints, 
             fz = vz
         elif axis == 1:
             if (sty < 0) != (side == 1) or dy == 0.0:
-                return False
+                return -2, 0.0
             t = (p - oy) / dy
             vx = math.floor(ox + dx * t)
             vy = p - side
@@ -1095,7 +1165,7 @@ def _reuse(out, px, py, sy, key, v0, v1, v2, v3, sx0, sxs, blocks, cover, ints, 
             fz = vz
         else:
             if (stz < 0) != (side == 1) or dz == 0.0:
-                return False
+                return -2, 0.0
             t = (p + wz0 - oz) / dz
             vx = math.floor(ox + dx * t)
             vy = math.floor(oy + dy * t)
@@ -1104,13 +1174,13 @@ def _reuse(out, px, py, sy, key, v0, v1, v2, v3, sx0, sxs, blocks, cover, ints, 
             fy = vy
             fz = vz - stz
         if not (t > tw and t < tlim):
-            return False  # (past tlim in water: a full trace goes deep)
+            return -2, 0.0  # (past tlim in water: a full trace goes deep)
         if vy < 0 or vy >= H_WORLD or fy < 0:
-            return False
+            return -2, 0.0
         if (((vx - wx0) | (vz - wz0) | (fx - wx0) | (fz - wz0)) & ~mask) != 0:
-            return False
+            return -2, 0.0
         if vx == tx and vy == ty and vz == tz:
-            return False  # its outline is drawn by `_trace`
+            return -2, 0.0  # its outline is drawn by `_trace`
         xm = vx & mask
         zm = vz & mask
         own = _vox_key(xm, vy, zm, 0) >> 8
@@ -1132,15 +1202,15 @@ def _reuse(out, px, py, sy, key, v0, v1, v2, v3, sx0, sxs, blocks, cover, ints, 
             bid = blocks[(_brick_index(xm, vy, zm, lb) << 6) | _local(xm, vy, zm)]
             k = tables[T_KIND + bid]
             if k != KIND_OPAQUE and k != KIND_CUTOUT:
-                return False
+                return -2, 0.0
             if fy < H_WORLD:
                 xm = fx & mask
                 zm = fz & mask
                 front = blocks[(_brick_index(xm, fy, zm, lb) << 6) | _local(xm, fy, zm)]
                 if tables[T_MEDIUM + front] != medium:
-                    return False
+                    return -2, 0.0
             elif medium != MEDIUM_NONE:
-                return False
+                return -2, 0.0
     invx = 1.0 / dx if dx != 0.0 else FAR
     invy = 1.0 / dy if dy != 0.0 else FAR
     invz = 1.0 / dz if dz != 0.0 else FAR
@@ -1158,7 +1228,7 @@ def _reuse(out, px, py, sy, key, v0, v1, v2, v3, sx0, sxs, blocks, cover, ints, 
         tn = max(tn, min(ta, tb))
         tf = min(tf, max(ta, tb))
         if tn <= tf and tn > 0.0 and tn < t + 1e-6:
-            return False
+            return -2, 0.0
     if deep:
         # Cut short in deep water: the rest is water too.
         f = _fog(tw, prm)
@@ -1171,7 +1241,7 @@ def _reuse(out, px, py, sy, key, v0, v1, v2, v3, sx0, sxs, blocks, cover, ints, 
             t, vx, vy, vz, axis, stx, sty, stz, ox, oy, oz, dx, dy, dz, bid, prm, atlas, tables
         )
         if k == KIND_CUTOUT and ca < 0.5:
-            return False  # a hole in the leaves
+            return -2, 0.0  # a hole in the leaves
         if medium == MEDIUM_WATER:
             have_sky, skr, skg, skb = _need_sky(
                 _fog(tw, prm), have_sky, skr, skg, skb, dx, dy, dz, prm
@@ -1187,7 +1257,14 @@ def _reuse(out, px, py, sy, key, v0, v1, v2, v3, sx0, sxs, blocks, cover, ints, 
     out[py, px, 0] = int(min(max(r, 0.0), 1.0) * 255.0 + 0.5)
     out[py, px, 1] = int(min(max(g, 0.0), 1.0) * 255.0 + 0.5)
     out[py, px, 2] = int(min(max(b, 0.0), 1.0) * 255.0 + 0.5)
-    return True
+    return (-1 if deep else _vox_key(vx & mask, vy, vz & mask, bid)), t
+
+
+@njit(cache=True, fastmath=True, inline="always")
+def _air_before(key):
+    """Whether a ray with this plain-hit key met nothing but air before its
+    hit (or the sky): no water surface, nothing composited."""
+    return key == KEY_SKY or 0 <= key < KEY_DEEP
 
 
 # No reference counting in here (``_nrt=False``): with it, every array
@@ -1199,91 +1276,134 @@ def _reuse(out, px, py, sy, key, v0, v1, v2, v3, sx0, sxs, blocks, cover, ints, 
 @njit(cache=True, fastmath=True, _nrt=False, error_model="numpy")
 def _rows(out, k, phase, tbits, tiles_x, top, sx0, sxs, blocks, bricks, secs, wbricks, wsecs,
           heights4, heights16, cover, ints, prm, atlas, tables, avatars, starts, aoc, keys,
-          voxs):  # fmt: skip
+          voxs, dists):  # fmt: skip
     """Thread ``k``'s rows of pass ``phase`` (see `render_frame`): every
-    pixel (full trace), the even pixels (first pass) or the others (second
-    pass, `_reuse` where the traced neighbours agree)."""
+    pixel (full trace), or, subsampling, the pixels of every 4th row and
+    column (phase 0), the rest of the even rows and columns (1), the
+    others (2)."""
     height = out.shape[0]
     width = out.shape[1]
     nt = ints[I_THREADS]
     tile = ints[I_TILE]
     sub = ints[I_SUB] != 0
     first = sub and phase == 0
-    second = sub and phase == 1
-    nrows = (height + 1) // 2 if first else height
-    step = 2 if first else 1
+    # Reusing levels: 1 (pixels on the even grid, between traced pixels 4
+    # apart) and 0 (the rest, between pixels of the even grid 2 apart).
+    level = 2 - phase if sub and phase > 0 else -1
+    if first:
+        step = 4
+    elif level == 1:
+        step = 2
+    else:
+        step = 1
+    nrows = (height + step - 1) // step
+    span = 1 << level if level >= 0 else 0  # pixels to the nearer neighbour
     if phase == 0:
         aoc[5] = 0  # the view may have changed since the last frame
     q = 0
     for m in range(k, nrows, nt):
-        py = 2 * m if first else m
-        # In the second pass even rows hold half the work of odd
-        # ones: with an even number of threads, swap the rows of
-        # every other pair so each thread gets both kinds (still a
-        # permutation of the rows).
-        if second and (nt & 1) == 0 and (q & 1) == 1 and (m ^ 1) < height:
-            py = m ^ 1
+        # While reusing, rows on the coarser grid hold half the work of the
+        # others: with an even number of threads, swap the rows of every
+        # other pair so each thread gets both kinds (still a permutation).
+        if level >= 0 and (nt & 1) == 0 and (q & 1) == 1 and (m ^ 1) < nrows:
+            m = m ^ 1
         q += 1
+        py = m * step
         row = (py >> tbits) * tiles_x if tile > 0 else 0
         sy = (1.0 - 2.0 * (py + 0.5) / height) * prm[P_TAN_V]
-        j = py >> 1
-        yodd = py & 1
+        yo = (py >> level) & 1 if level >= 0 else 0
+        j0 = (py - yo * span) >> 1  # key row of the neighbours above (or on) this row
+        j1 = j0 + span if yo != 0 else j0
         for px in range(0, width, step):
-            i = px >> 1
-            if second:
-                xodd = px & 1
-                if (xodd | yodd) == 0:
-                    continue  # traced in the first pass
-                key = keys[j, i]
-                # The traced neighbours: left and right, above and
-                # below, or the four corners; all must have hit the
-                # same plane.
-                if key >= 0 and xodd != 0 and (px + 1 >= width or keys[j, i + 1] != key):
+            xo = 0
+            i0 = 0
+            i1 = 0
+            if level >= 0:
+                xo = (px >> level) & 1
+                if (xo | yo) == 0:
+                    continue  # done in an earlier pass
+                i0 = (px - xo * span) >> 1
+                i1 = i0 + span if xo != 0 else i0
+                # The traced neighbours: left and right, above and below,
+                # or the four corners; all must agree.
+                key = keys[j0, i0]
+                if key != -1 and xo != 0 and (px + span >= width or keys[j0, i1] != key):
                     key = -1
                 if (
-                    key >= 0
-                    and yodd != 0
+                    key != -1
+                    and yo != 0
                     and (
-                        py + 1 >= height
-                        or keys[j + 1, i] != key
-                        or (xodd != 0 and keys[j + 1, i + 1] != key)
+                        py + span >= height
+                        or keys[j1, i0] != key
+                        or (xo != 0 and keys[j1, i1] != key)
                     )
                 ):
                     key = -1
-                if key >= 0:
-                    v0 = voxs[j, i]
-                    v1 = voxs[j, i + 1] if xodd != 0 else v0
-                    v2 = voxs[j + 1, i] if yodd != 0 else v0
-                    v3 = voxs[j + 1, i + 1] if (xodd & yodd) != 0 else v0
-                    if _reuse(
+                if key == KEY_SKY:
+                    if _reuse_sky(out, px, py, sy, sx0, sxs, ints, prm, avatars):
+                        if level == 1:
+                            keys[py >> 1, px >> 1] = KEY_SKY
+                            voxs[py >> 1, px >> 1] = -1
+                            dists[py >> 1, px >> 1] = FAR
+                        continue
+                elif key >= 0:
+                    v0 = voxs[j0, i0]
+                    v1 = voxs[j0, i1]
+                    v2 = voxs[j1, i0]
+                    v3 = voxs[j1, i1]
+                    hv, th = _reuse(
                         out, px, py, sy, key, v0, v1, v2, v3, sx0, sxs, blocks, cover,
                         ints, prm, atlas, tables, avatars, aoc,
-                    ):  # fmt: skip
+                    )  # fmt: skip
+                    if hv != -2:
+                        if level == 1:
+                            keys[py >> 1, px >> 1] = key
+                            voxs[py >> 1, px >> 1] = hv
+                            dists[py >> 1, px >> 1] = th
                         continue
             t0 = starts[row + (px >> tbits)] if tile > 0 else 0.0
-            hit, hv = _pixel(
-                out, px, py, sy, t0, top, sx0, sxs, blocks, bricks, secs, wbricks, wsecs,
+            # Traced after all: where the neighbours' rays met nothing but air
+            # (plain hits or the sky), this one meets nothing before the
+            # nearest of their hits either (as in `_reuse`), so it starts
+            # just short of it. Saves most of the walk of the rays along
+            # silhouettes and the horizon, the longest ones.
+            t1 = 0.0
+            if (
+                level >= 0
+                and (xo == 0 or px + span < width)
+                and (yo == 0 or py + span < height)
+                and _air_before(keys[j0, i0])
+                and _air_before(keys[j0, i1])
+                and _air_before(keys[j1, i0])
+                and _air_before(keys[j1, i1])
+            ):
+                t1 = min(min(dists[j0, i0], dists[j0, i1]), min(dists[j1, i0], dists[j1, i1]))
+                t1 = t1 - BRACKET_MARGIN if t1 < FAR else 0.0
+            hit, hv, th = _pixel(
+                out, px, py, sy, t0, t1, top, sx0, sxs, blocks, bricks, secs, wbricks, wsecs,
                 heights4, heights16, cover, ints, prm, atlas, tables, avatars, aoc,
             )  # fmt: skip
-            if first:
-                keys[j, i] = hit
-                voxs[j, i] = hv
+            if first or level == 1:
+                keys[py >> 1, px >> 1] = hit
+                voxs[py >> 1, px >> 1] = hv
+                dists[py >> 1, px >> 1] = th
 
 
-@njit(parallel=True, cache=True, fastmath=True)
+@njit(parallel=True, cache=True, fastmath=True, nogil=True)
 def render_frame(out, blocks, bricks, secs, wbricks, wsecs, heights4, heights16, cover, ints, prm,
-                 atlas, tables, avatars, dil4, dil16, starts, aocache, keys, voxs):  # fmt: skip
+                 atlas, tables, avatars, dil4, dil16, starts, aocache, keys, voxs,
+                 dists):  # fmt: skip
     """Fill ``out`` (uint8[H, W, 3]) with the frame seen from the camera in ``prm``.
 
-    ``dil4``, ``dil16``, ``starts``, ``keys`` and ``voxs`` are scratch
-    buffers (the dilated column heights, each tile's beam start, the
-    plain-hit keys and `_vox_key` of the even pixels: each at least
-    int64[(H + 1) // 2, (W + 1) // 2] when ``ints[I_SUB]`` is set);
+    ``dil4``, ``dil16``, ``starts``, ``keys``, ``voxs`` and ``dists`` are
+    scratch buffers (the dilated column heights, each tile's beam start,
+    the plain-hit keys, `_vox_key` and hit distances of the even pixels:
+    each at least [(H + 1) // 2, (W + 1) // 2] when ``ints[I_SUB]`` is set);
     ``ints[I_TILE] == 0`` turns the beam pre-pass off.
 
-    With ``ints[I_SUB]`` the pixels of even rows and columns are traced
-    first; every other pixel whose 2 or 4 traced neighbours ended on the
-    same plain face plane is shaded by `_reuse`, the rest are traced."""
+    With ``ints[I_SUB]`` the passes of the module docstring run one after
+    the other, each split between the threads.
+    """
     height = out.shape[0]
     width = out.shape[1]
     nt = ints[I_THREADS]
@@ -1317,7 +1437,7 @@ def render_frame(out, blocks, bricks, secs, wbricks, wsecs, heights4, heights16,
     # function: its parallel passes are superlinear in the size of a loop
     # body (the trace inlined into the parallel loop took minutes to
     # compile), and one call per thread costs nothing.
-    for phase in range(2 if ints[I_SUB] != 0 else 1):
+    for phase in range(3 if ints[I_SUB] != 0 else 1):
         for k in prange(nt):
             # (prange hands out unsigned indices: an int64 keeps `_rows` to
             # one compiled signature)
@@ -1325,5 +1445,5 @@ def render_frame(out, blocks, bricks, secs, wbricks, wsecs, heights4, heights16,
             _rows(
                 out, kk, phase, tbits, tiles_x, top, sx0, sxs, blocks, bricks, secs, wbricks,
                 wsecs, heights4, heights16, cover, ints, prm, atlas, tables, avatars, starts,
-                aocache[kk], keys, voxs,
+                aocache[kk], keys, voxs, dists,
             )  # fmt: skip

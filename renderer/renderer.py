@@ -113,10 +113,11 @@ class Renderer:
 
     ``threads``: rows are split among this many numba threads (default: all);
     ``beams``: the tile pre-pass (a pure speed-up: frames are identical
-    without it); ``subsample``: trace the even pixels first and shade the
-    others from their shared face hits where they all agree (~20 % less CPU
-    a frame on the `bench render` path; a pixel in ~250 000 differs from a
-    full trace by more than 8/255, see `raycaster._reuse`)."""
+    without it); ``subsample``: trace coarse to fine, drawing a pixel from
+    the hits of the traced pixels around it where they agree and starting
+    the others' rays where theirs met nothing (`raycaster`'s docstring:
+    ~45 % less CPU a frame on the `bench render` path; ~20 pixels in a
+    million differ from a full trace by more than 8/255)."""
 
     def __init__(
         self,
@@ -156,9 +157,10 @@ class Renderer:
         self.tile = beam_tile(self.width, self.height, self.view_distance) if self.beams else 0
         tiles = -(-self.width // max(1, self.tile)) * -(-self.height // max(1, self.tile))
         self._starts = np.zeros(max(1, tiles), dtype=np.float64)
-        # plain-hit keys of the even pixels (the subsampling pass)
+        # plain-hit keys, voxels and distances of the even pixels (subsampling)
         self._keys = np.zeros(((self.height + 1) // 2, (self.width + 1) // 2), dtype=np.int64)
         self._voxs = np.zeros_like(self._keys)
+        self._dists = np.zeros(self._keys.shape, dtype=np.float64)
 
     def _fill_settings(self) -> None:
         s, p = self.settings, self._prm
@@ -224,7 +226,12 @@ class Renderer:
             ints[rc.I_TARGET : rc.I_TARGET + 3] = target
             ints[rc.I_HAS_TARGET] = 1
         ints[rc.I_AVATARS] = self._fill_avatars(avatars)
-        nt = ints[rc.I_THREADS] = self.threads or numba.get_num_threads()
+        # The parallel loops take as many threads as the rows are split in
+        # (a thread-local setting): one-thread frames wake no other thread.
+        nt = min(self.threads or numba.config.NUMBA_NUM_THREADS, numba.config.NUMBA_NUM_THREADS)
+        if numba.get_num_threads() != nt:
+            numba.set_num_threads(nt)
+        ints[rc.I_THREADS] = nt
         if self._aocache.shape[0] < nt:
             self._aocache = np.zeros((nt, 8), dtype=np.int64)
         ints[rc.I_TILE] = self.tile
@@ -253,6 +260,7 @@ class Renderer:
             self._aocache,
             self._keys,
             self._voxs,
+            self._dists,
         )
         return out
 
@@ -296,6 +304,21 @@ def warm_up(progress: Callable[[str], None] | None = None) -> float:
     if progress is not None:
         progress(f"renderer ready ({dt:.1f} s)")
     return dt
+
+
+def kernel_threadsafe() -> bool:
+    """Whether frames may be rendered on several threads at once.
+
+    numba's OpenMP and TBB threading layers allow it; its fallback
+    (workqueue, where neither libgomp nor TBB is installed) aborts the
+    process on a concurrent launch. Loads (or compiles) the kernel first if
+    this process has not run it yet: the layer is chosen on the first launch."""
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # no parallel kernel has run in this process yet
+        warm_up()
+        layer = numba.threading_layer()
+    return layer in ("omp", "tbb")
 
 
 def _off_grid(v: float) -> float:

@@ -13,7 +13,15 @@ import zlib
 import numpy as np
 import pytest
 
-from renderer import Avatar, Camera, Renderer, RenderSettings, WorldView, warm_up
+from renderer import (
+    Avatar,
+    Camera,
+    Renderer,
+    RenderSettings,
+    WorldView,
+    kernel_threadsafe,
+    warm_up,
+)
 from renderer.png import encode_png, save_png
 from renderer.renderer import face_shades
 from renderer.textures import LODS, build_atlas
@@ -391,6 +399,50 @@ def test_subsampled_frame_follows_an_edit() -> None:
     changed = _diff(before, after) > 0
     assert changed.sum() > 20
     assert _diff(after, full.render(view, cam)).max() <= 2
+
+
+def test_frames_render_on_two_threads_at_once() -> None:
+    """The kernel releases the GIL, and OpenMP runs launches from two threads
+    side by side (how a render node serves several sessions): each thread's
+    frames are the ones it draws alone."""
+    import threading
+
+    assert kernel_threadsafe()  # OpenMP (libgomp) here, as `.ci/run` installs it
+    gen = TerrainGenerator(1234)
+    x, y, z = gen.spawn_point()
+    view = WorldView.from_world(World(gen), (x, z), radius=48)
+    cams = [Camera(x, y + EYE_HEIGHT, z, 0.4 * i, -0.2) for i in range(6)]
+    alone = [Renderer(160, 90, view_distance=48, threads=1).render(view, c).copy() for c in cams]
+    got: dict[int, list[np.ndarray]] = {0: [], 1: []}
+
+    def draw(k: int) -> None:
+        r = Renderer(160, 90, view_distance=48, threads=1)
+        for _ in range(3):
+            got[k] = [r.render(view, c).copy() for c in cams]
+
+    threads = [threading.Thread(target=draw, args=(k,)) for k in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for k in (0, 1):
+        assert all(np.array_equal(a, b) for a, b in zip(alone, got[k], strict=True))
+
+
+def test_numbas_fallback_threading_layer_is_not_threadsafe(tmp_path) -> None:
+    """Without OpenMP or TBB numba falls back to its workqueue layer, which
+    aborts on concurrent launches: the node then renders one frame at a time."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NUMBA_THREADING_LAYER": "workqueue"}
+    code = "from renderer import kernel_threadsafe; print(kernel_threadsafe())"
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "False"
 
 
 @pytest.mark.timeout(300)

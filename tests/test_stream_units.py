@@ -12,10 +12,11 @@ import pytest
 from aiortc.rtp import RtpPacket
 
 from client.remote import MarkerJitterBuffer, StampMatcher, signalling_url
-from renderer.encoder import VIDEO_TIME_BASE, EncoderConfig, StreamClock, VideoEncoder
+from renderer.encoder import VIDEO_TIME_BASE, EncoderConfig, StreamClock, VideoEncoder, to_yuv
 from renderer.node.camera import CameraDriver
 from renderer.node.rate import BitrateController
 from renderer.node.sdp import prefer_codec, video_codecs
+from renderer.node.service import threads_per_frame
 from shiftcraft import stream_protocol as sp
 from shiftcraft.protocol import ProtocolError
 from world.physics import EYE_HEIGHT, MoveInput, PlayerBody, step
@@ -121,6 +122,42 @@ def test_stream_clock_never_repeats() -> None:
     # A new encoder (a bitrate step) keeps using the same clock: pts continue.
     enc2 = VideoEncoder(EncoderConfig(width=320, height=180, bitrate=500_000))
     assert enc2.encode(_scene(0), clock.pts(101.0)).pts == 90000
+
+
+def test_rgb_to_i420_is_swscales_and_round_trips() -> None:
+    """`to_yuv` (numba) against swscale: the same luma; 2x2 blocks of one
+    colour come back as that colour through the decoder's YUV -> RGB."""
+    rng = np.random.default_rng(7)
+    rgb = rng.integers(0, 256, (180, 320, 3), dtype=np.uint8)
+    ref = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+    frame = to_yuv(rgb)
+    assert (frame.width, frame.height, frame.format.name) == (320, 180, "yuv420p")
+    got, want = frame.to_ndarray(), ref.to_ndarray()
+    assert np.abs(got[:180].astype(int) - want[:180].astype(int)).max() <= 1
+    blocks = np.repeat(np.repeat(rgb[::2, ::2], 2, axis=0), 2, axis=1)
+    planes = np.empty((270, 320), dtype=np.uint8)
+    back = to_yuv(blocks, planes).to_ndarray(format="rgb24")
+    sws = av.VideoFrame.from_ndarray(blocks, format="rgb24").reformat(format="yuv420p")
+    sws_back = sws.to_ndarray(format="rgb24")
+    err = np.abs(back.astype(int) - blocks.astype(int))
+    sws_err = np.abs(sws_back.astype(int) - blocks.astype(int))
+    # (limited-range 8-bit YUV: a few levels off on saturated colours, as swscale's)
+    assert err.max() <= 6 and err.mean() <= sws_err.mean() + 0.1, (err.mean(), sws_err.mean())
+    # The frame is a copy: the scratch is free for the next one at once.
+    kept = to_yuv(rgb, planes)
+    planes[:] = 0
+    assert np.array_equal(kept.to_ndarray(), got)
+    with pytest.raises(ValueError):
+        to_yuv(rgb[:179])
+
+
+def test_frames_share_the_cores_once_several_sessions_stream() -> None:
+    assert threads_per_frame(cores=2, workers=2, streaming=1) is None  # all: lowest latency
+    assert threads_per_frame(cores=2, workers=2, streaming=0) is None
+    assert threads_per_frame(cores=2, workers=2, streaming=4) == 1
+    assert threads_per_frame(cores=16, workers=16, streaming=3) == 5
+    assert threads_per_frame(cores=8, workers=2, streaming=5) == 4  # two frames at once
+    assert threads_per_frame(cores=8, workers=1, streaming=5) is None  # one frame at a time
 
 
 def test_encoder_config_checks() -> None:

@@ -36,9 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest view distance a session may ask for, blocks")  # fmt: skip
     p.add_argument("--max-bitrate", type=int, default=d.max_bitrate, help="bits/s per session")
     p.add_argument("--workers", type=int, default=d.workers,
-                   help="render/encode threads shared by all sessions")  # fmt: skip
+                   help="frames rendered at once, for all sessions (0: one per core)")  # fmt: skip
     p.add_argument("--render-threads", type=int, default=None,
-                   help="numba threads per frame (default: all cores)")  # fmt: skip
+                   help="numba threads a frame (default: all cores for one session, "
+                        "an equal share once several stream)")  # fmt: skip
     p.add_argument("--no-prefetch-spawn", action="store_true",
                    help="do not keep the spawn area loaded while no one is served")  # fmt: skip
     p.add_argument("--no-proxy", action="store_true",

@@ -7,8 +7,9 @@ this view, recentre, ray-cast, stamp pts, convert to I420 — a copy, so the
 renderer's buffer is free at once) and `encode` (an encode worker). The
 session runs at most one of each at a time, in order, so the render of
 frame k+1 overlaps the encoding of frame k and nothing needs more than a
-lock per half. The numba kernel, swscale and x264 all release the GIL, so
-the event loop keeps serving the network meanwhile.
+lock per half. The numba kernels (render, RGB -> I420) and x264 release
+the GIL, so the event loop keeps serving the network meanwhile (and
+several sessions' frames render at once, see `RenderNode.frame_threads`).
 
 The event loop decides *what* to draw (a `CameraPose` snapshot, the
 avatars, the wanted stream settings). Settings changes are applied at the
@@ -25,6 +26,7 @@ from collections import deque
 from dataclasses import dataclass
 
 import av
+import numpy as np
 
 from renderer import Camera, Renderer, WorldView
 from renderer.encoder import EncodedFrame, EncoderConfig, StreamClock, VideoEncoder, to_yuv
@@ -82,6 +84,7 @@ class SessionPipeline:
         self.sections_filled = 0
         self._changes = 0  # world changes applied to the view (part of the reuse key)
         self._last_key: tuple | None = None
+        self._planes = np.empty(0, dtype=np.uint8)  # I420 scratch (`to_yuv`)
         # Held by the jobs using the pipeline (a render and an encode may run
         # at once: they touch different state); `close` never frees what a
         # worker is still using (a cancelled await does not stop the thread).
@@ -141,17 +144,26 @@ class SessionPipeline:
             self._fill()
 
     # -- a frame -----------------------------------------------------------------------
-    def render(self, pose: CameraPose, avatars: list[tuple], cfg: EncoderConfig) -> Rendered:
-        """Render one frame and convert it (a render worker)."""
+    def render(
+        self,
+        pose: CameraPose,
+        avatars: list[tuple],
+        cfg: EncoderConfig,
+        threads: int | None = None,
+    ) -> Rendered:
+        """Render one frame and convert it (a render worker); ``threads``:
+        numba threads for it (None: the pipeline's ``render_threads``)."""
         try:
             with self._render_lock:
                 if self._closed:
                     raise RuntimeError("pipeline closed")
-                return self._render(pose, avatars, cfg)
+                return self._render(pose, avatars, cfg, threads or self.render_threads)
         finally:
             self._release_if_idle()
 
-    def _render(self, pose: CameraPose, avatars: list[tuple], cfg: EncoderConfig) -> Rendered:
+    def _render(
+        self, pose: CameraPose, avatars: list[tuple], cfg: EncoderConfig, threads: int | None
+    ) -> Rendered:
         if self.view is None:
             self._prepare(pose.x, pose.z)
         if self.renderer is None:
@@ -160,6 +172,7 @@ class SessionPipeline:
             )
         elif (self.renderer.width, self.renderer.height) != (cfg.width, cfg.height):
             self.renderer.resize(cfg.width, cfg.height)
+        self.renderer.threads = threads
         t_prep = time.perf_counter()
         self._apply_changes()
         self._recenter(pose.x, pose.z)
@@ -185,7 +198,9 @@ class SessionPipeline:
         t1 = time.perf_counter()
         finished = time.time()
         pts = self.clock.pts(time.monotonic())
-        frame = to_yuv(rgb)
+        if self._planes.shape != (cfg.height * 3 // 2, cfg.width):
+            self._planes = np.empty((cfg.height * 3 // 2, cfg.width), dtype=np.uint8)
+        frame = to_yuv(rgb, self._planes)
         return Rendered(
             frame, pts, cfg, started, finished, t1 - t0, time.perf_counter() - t1, prep_s
         )

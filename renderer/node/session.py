@@ -446,7 +446,12 @@ class StreamSession:
                 pose = self.camera.pose()
                 avatars = node.world.avatars(time.monotonic(), exclude=self.player)
                 rendered = await loop.run_in_executor(
-                    node.pool, self.pipeline.render, pose, avatars, self.encoder_config
+                    node.pool,
+                    self.pipeline.render,
+                    pose,
+                    avatars,
+                    self.encoder_config,
+                    node.frame_threads(),
                 )
                 if sending is not None:
                     await sending  # encodes stay in order, one at a time

@@ -75,7 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1234, help="world seed")
     parser.add_argument("--generator", default="terrain", choices=("terrain", "flat"))
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds before measuring")
-    parser.add_argument("--workers", type=int, default=1, help="node render/encode threads")
+    parser.add_argument("--workers", type=int, default=0, help="node render workers (0: per core)")
     parser.add_argument("--render-threads", type=int, default=0, help="numba threads (0: all)")
     parser.add_argument("--load-timeout", type=float, default=120.0, help="max wait for the world")
 
@@ -306,17 +306,6 @@ async def measure_stream(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _cpu_of(pid: int, since: float) -> float:
-    """CPU seconds of ``pid`` minus ``since``."""
-    import psutil
-
-    try:
-        t = psutil.Process(pid).cpu_times()
-    except psutil.Error:
-        return 0.0
-    return t.user + t.system - since
-
-
 def _cpu_times(server: ServerProcess, node: NodeChild) -> dict[str, float]:
     """CPU seconds (user + system) so far of the sim, the node and this process."""
     import psutil
@@ -359,7 +348,7 @@ def add_capacity_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--view-distance", type=int, default=96)
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--generator", default="terrain", choices=("terrain", "flat"))
-    parser.add_argument("--workers", type=int, default=1, help="node render/encode threads")
+    parser.add_argument("--workers", type=int, default=0, help="node render workers (0: per core)")
     parser.add_argument("--render-threads", type=int, default=0, help="numba threads (0: all)")
     parser.add_argument("--load-timeout", type=float, default=120.0)
 
@@ -413,10 +402,11 @@ async def measure_capacity(args: argparse.Namespace) -> dict[str, Any]:
                     await wait_loaded(node, args.load_timeout)
                 await asyncio.sleep(args.warmup)
                 doc0 = await node.stats()
-                cpu_at = _cpu_of(node.child.pid, 0.0)
+                cpu0 = _cpu_times(server, node)
                 t0 = time.monotonic()
                 await asyncio.sleep(args.seconds)
                 t1 = time.monotonic()
+                cpu1 = _cpu_times(server, node)
                 doc1 = await node.stats()
                 fps = [sum(1 for t in c if t0 <= t < t1) / (t1 - t0) for c in shown]
                 dropped = sum(
@@ -435,7 +425,8 @@ async def measure_capacity(args: argparse.Namespace) -> dict[str, Any]:
                     "mean_fps": round(sum(fps) / len(fps), 2),
                     "node_dropped": dropped,
                     "render_ms_p50": round(statistics.median(renders), 2) if renders else None,
-                    "node_cpu_cores": round(_cpu_of(node.child.pid, cpu_at) / (t1 - t0), 2),
+                    # CPU in the window, in cores; "client": this process (all N clients).
+                    **{f"{k}_cpu_cores": round((cpu1[k] - cpu0[k]) / (t1 - t0), 2) for k in cpu0},
                     "loadavg_1m": round(os.getloadavg()[0], 2),
                 }
                 steps.append(step)
