@@ -148,6 +148,12 @@ KEY_DEEP = 1 << 15
 KEY_WATER_SHIFT = 16
 # The ray met nothing and composited nothing: the sky's own colour.
 KEY_SKY = 1 << 40
+# Subsampling (`_rows`): the first pass traces every 2**SUB_LEVELS-th pixel of
+# every 2**SUB_LEVELS-th row; each later pass halves the spacing. A feature
+# narrower than that spacing can fall between the traced rays: 4 pixels is
+# a block beyond ~64 blocks at 640x360 (deep in the fog); 8 missed single
+# blocks at half that distance, unfogged.
+SUB_LEVELS = 2
 # Blocks short of the nearest neighbour's hit where a ray traced between
 # neighbours that met only air starts (`_rows`).
 BRACKET_MARGIN = 1.0
@@ -1278,22 +1284,22 @@ def _rows(out, k, phase, tbits, tiles_x, top, sx0, sxs, blocks, bricks, secs, wb
           heights4, heights16, cover, ints, prm, atlas, tables, avatars, starts, aoc, keys,
           voxs, dists):  # fmt: skip
     """Thread ``k``'s rows of pass ``phase`` (see `render_frame`): every
-    pixel (full trace), or, subsampling, the pixels of every 4th row and
-    column (phase 0), the rest of the even rows and columns (1), the
-    others (2)."""
+    pixel (full trace), or, subsampling (`SUB_LEVELS` = 2), the pixels of
+    every 4th row and column (phase 0), the rest of the even rows and
+    columns (1), the others (2)."""
     height = out.shape[0]
     width = out.shape[1]
     nt = ints[I_THREADS]
     tile = ints[I_TILE]
     sub = ints[I_SUB] != 0
     first = sub and phase == 0
-    # Reusing levels: 1 (pixels on the even grid, between traced pixels 4
-    # apart) and 0 (the rest, between pixels of the even grid 2 apart).
-    level = 2 - phase if sub and phase > 0 else -1
+    # Reusing levels: SUB_LEVELS - 1 .. 0, each between pixels of the pass
+    # before, 2 << level apart.
+    level = SUB_LEVELS - phase if sub and phase > 0 else -1
     if first:
-        step = 4
-    elif level == 1:
-        step = 2
+        step = 1 << SUB_LEVELS
+    elif level >= 1:
+        step = 1 << level
     else:
         step = 1
     nrows = (height + step - 1) // step
@@ -1341,7 +1347,7 @@ def _rows(out, k, phase, tbits, tiles_x, top, sx0, sxs, blocks, bricks, secs, wb
                     key = -1
                 if key == KEY_SKY:
                     if _reuse_sky(out, px, py, sy, sx0, sxs, ints, prm, avatars):
-                        if level == 1:
+                        if level >= 1:
                             keys[py >> 1, px >> 1] = KEY_SKY
                             voxs[py >> 1, px >> 1] = -1
                             dists[py >> 1, px >> 1] = FAR
@@ -1356,7 +1362,7 @@ def _rows(out, k, phase, tbits, tiles_x, top, sx0, sxs, blocks, bricks, secs, wb
                         ints, prm, atlas, tables, avatars, aoc,
                     )  # fmt: skip
                     if hv != -2:
-                        if level == 1:
+                        if level >= 1:
                             keys[py >> 1, px >> 1] = key
                             voxs[py >> 1, px >> 1] = hv
                             dists[py >> 1, px >> 1] = th
@@ -1383,7 +1389,7 @@ def _rows(out, k, phase, tbits, tiles_x, top, sx0, sxs, blocks, bricks, secs, wb
                 out, px, py, sy, t0, t1, top, sx0, sxs, blocks, bricks, secs, wbricks, wsecs,
                 heights4, heights16, cover, ints, prm, atlas, tables, avatars, aoc,
             )  # fmt: skip
-            if first or level == 1:
+            if first or level >= 1:
                 keys[py >> 1, px >> 1] = hit
                 voxs[py >> 1, px >> 1] = hv
                 dists[py >> 1, px >> 1] = th
@@ -1437,7 +1443,7 @@ def render_frame(out, blocks, bricks, secs, wbricks, wsecs, heights4, heights16,
     # function: its parallel passes are superlinear in the size of a loop
     # body (the trace inlined into the parallel loop took minutes to
     # compile), and one call per thread costs nothing.
-    for phase in range(3 if ints[I_SUB] != 0 else 1):
+    for phase in range(SUB_LEVELS + 1 if ints[I_SUB] != 0 else 1):
         for k in prange(nt):
             # (prange hands out unsigned indices: an int64 keeps `_rows` to
             # one compiled signature)
