@@ -279,9 +279,8 @@ class Game:
                 # Pace, and always yield: the network tasks run between frames. A
                 # stream wakes the loop as its frame arrives (not up to a frame later).
                 delay = max(0.0, now + min_interval - self.clock())
-                wait_frame = getattr(self.source, "wait_frame", None)
-                if wait_frame is not None and delay > 0.0:
-                    await wait_frame(delay)
+                if self.source is not None and delay > 0.0:
+                    await self.source.wait_frame(delay)
                 else:
                     await asyncio.sleep(delay)
         finally:
@@ -538,13 +537,8 @@ class Game:
             if scene is not None and (self.playing or self.last_frame is None):
                 # A local render runs off the event loop (the kernel drops the
                 # GIL), so sockets and a stream being set up keep moving meanwhile.
-                render = getattr(source, "frame_async", None)
-                if render is None:
-                    frame = source.frame(scene)
-                elif self.migration is None or self.migration.may_render_local(
-                    now, getattr(source, "render_ms", 0.0)
-                ):
-                    frame = await render(scene)
+                if self.migration is None or self.migration.may_render_local(now, source.render_ms):
+                    frame = await source.frame_async(scene)
                 else:
                     frame = None  # a switch is being prepared: the last frame stays up
                 if frame is not None:

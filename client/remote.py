@@ -824,6 +824,7 @@ class RemoteSource:
     """
 
     mode = "remote"
+    render_ms = 0.0  # the node renders
 
     def __init__(self, stream: RemoteStream) -> None:
         self.stream = stream
@@ -878,6 +879,9 @@ class RemoteSource:
             return None
         self.last = shown
         return self.stream.to_rgb(shown, self.width, self.height)
+
+    async def frame_async(self, scene: Any = None) -> np.ndarray | None:
+        return self.frame(scene)  # (decoding already ran off the loop)
 
     async def wait_frame(self, timeout: float) -> None:
         """Return when a frame not shown yet is in, or after ``timeout``."""

@@ -48,11 +48,20 @@ class Scene:
 
 class FrameSource(Protocol):
     mode: str  # shown in the HUD and reported in telemetry: "local", "remote", ...
+    render_ms: float  # the last frame's render time on this device (0: it renders none)
 
     @property
     def size(self) -> tuple[int, int]: ...
     def resize(self, width: int, height: int) -> None: ...
     def frame(self, scene: Scene) -> np.ndarray | None: ...
+    async def frame_async(self, scene: Scene) -> np.ndarray | None:
+        """`frame`, with any rendering off the event loop (what the game calls)."""
+        ...
+
+    async def wait_frame(self, timeout: float) -> None:
+        """Return after ``timeout``, or sooner once a new frame is there to show."""
+        ...
+
     def debug_lines(self) -> list[str]: ...
     def close(self) -> None: ...
 
@@ -194,6 +203,9 @@ class LocalRenderSource:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._thread, self._render, scene)
 
+    async def wait_frame(self, timeout: float) -> None:
+        await asyncio.sleep(timeout)  # a frame is there whenever the game asks
+
     def _render(self, scene: Scene) -> np.ndarray:
         from renderer import Camera
 
@@ -228,6 +240,7 @@ class SolidSource:
     height: int
     color: tuple[int, int, int] = (24, 28, 36)
     mode: str = "none"
+    render_ms: float = 0.0
     _frame: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
@@ -244,6 +257,12 @@ class SolidSource:
 
     def frame(self, scene: Scene) -> np.ndarray:
         return self._frame
+
+    async def frame_async(self, scene: Scene) -> np.ndarray:
+        return self._frame
+
+    async def wait_frame(self, timeout: float) -> None:
+        await asyncio.sleep(timeout)
 
     def debug_lines(self) -> list[str]:
         return []
