@@ -24,32 +24,32 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from machine import REQUIREMENTS
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-# CI (`.ci/run`) installs everything the suite needs and runs as root: there,
-# a skipped test means a missing install step, so it fails instead.
+# What some tests need from the machine (`machine.REQUIREMENTS`). Tests say
+# ``@pytest.mark.requires("root")`` (or a module's ``pytestmark``); this is the
+# one place that decides. CI (`.ci/run`) installs everything and runs as root,
+# so there (SHIFTCRAFT_REQUIRE_ALL_TESTS=1) a missing requirement is a missing
+# install step and fails the test; elsewhere (a developer's machine without
+# root or Chromium) the test is skipped with the same reason (`make test` lists it).
 REQUIRE_ALL = os.environ.get("SHIFTCRAFT_REQUIRE_ALL_TESTS") == "1"
 
 
-def _refuse_skip(report: pytest.CollectReport | pytest.TestReport) -> None:
-    if REQUIRE_ALL and report.skipped:
-        reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else report.longrepr
-        report.outcome = "failed"
-        report.longrepr = f"skipped, but SHIFTCRAFT_REQUIRE_ALL_TESTS=1: {reason}"
+def pytest_configure(config: pytest.Config) -> None:
+    names = ", ".join(REQUIREMENTS)
+    config.addinivalue_line("markers", f"requires(name): needs one of: {names} (conftest)")
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
-    outcome = yield
-    _refuse_skip(outcome.get_result())
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
-    outcome = yield
-    _refuse_skip(outcome.get_result())
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for mark in item.iter_markers("requires"):
+        met, reason = REQUIREMENTS[mark.args[0]]
+        if not met():
+            if REQUIRE_ALL:
+                pytest.fail(f"{reason}; missing under SHIFTCRAFT_REQUIRE_ALL_TESTS=1")
+            pytest.skip(reason)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

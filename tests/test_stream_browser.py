@@ -9,25 +9,16 @@ browser: ``playwright install`` is not used).
 from __future__ import annotations
 
 import math
-import os
-import shutil
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from machine import CHROMIUM
+from playwright import sync_api
 
 from renderer.node.launch import NodeProcess, start_node
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-if not Path(CHROMIUM).exists():
-    # CI installs Debian's chromium (.ci/run); there a missing browser is a failure.
-    if os.environ.get("CI"):
-        raise RuntimeError("chromium is missing: .ci/run must apt-get install chromium")
-    pytest.skip("no chromium on this machine (apt-get install chromium)", allow_module_level=True)
-from playwright import sync_api  # noqa: E402  (a test dependency in pyproject)
-
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.timeout(240), pytest.mark.requires("chromium")]
 VIEW = 48
 ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",

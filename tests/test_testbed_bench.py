@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,9 +12,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.skipif(
-    os.geteuid() != 0, reason="needs root: network namespaces and TUN devices (CI runs as root)"
-)
+@pytest.mark.requires("root")
 def test_link_emulator_bench_json() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "shiftcraft", "bench", "link-emulator", "--json",

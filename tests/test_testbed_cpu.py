@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -13,9 +12,7 @@ import pytest
 
 from experiments.testbed.cpu import CpuLimit, CpuLimitUnavailable, detect, limit_cpu
 
-needs_root = pytest.mark.skipif(
-    os.geteuid() != 0, reason="needs root to create cgroups (CI runs as root)"
-)
+needs_root = pytest.mark.requires("root")
 
 BUSY = "import time\nend = time.monotonic() + 20\nwhile time.monotonic() < end: pass\n"
 

@@ -24,10 +24,7 @@ from experiments.testbed.probe import (
     start_server,
 )
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0,
-    reason="needs root: network namespaces and TUN devices (CI runs as root)",
-)
+pytestmark = pytest.mark.requires("root")
 
 A, B = "home", "edge"
 

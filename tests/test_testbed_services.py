@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -19,10 +18,7 @@ import websockets
 
 from experiments.testbed import LinkConditions, Testbed
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0,
-    reason="needs root: network namespaces and TUN devices (CI runs as root)",
-)
+pytestmark = pytest.mark.requires("root")
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = {"PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
