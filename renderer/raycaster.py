@@ -41,8 +41,8 @@ this one, so it meets nothing before either, and the long rays along
 silhouettes and the horizon skip most of their walk. Rays are interpolated
 directions from one eye and faces are convex, so the picture is the full
 trace's but for rare edge pixels where a block pokes between the traced
-rays (tests and ``bench render`` measure the difference: ~50 pixels in a
-million off by more than 8/255).
+rays (tests and ``bench render`` measure the difference: tens of pixels
+in a million off by more than 8/255).
 
 Each thread's rows are one call of `_rows`, in which everything is inlined
 and nothing is reference-counted (numba would otherwise count every array
@@ -434,13 +434,13 @@ def _trace(ox, oy, oz, dx, dy, dz, t0, t1, top_y, blocks, bricks, secs, wbricks,
            heights16, cover, ints, prm, atlas, tables, avatars, aoc):  # fmt: skip
     """Colour (r, g, b in 0..1) seen along one ray, starting at ``t0`` (the
     beam pre-pass showed only air before it) or at ``t1`` if that is later
-    and in air (the traced rays around it met nothing before), its plain-hit
-    key, else
-    -1: the `_hit_key` of the opaque (or leaf) face that ended the ray, no
+    and in air (the traced rays around it met nothing before); then its
+    plain-hit key, `_vox_key` and distance (else -1, -1, FAR). The key is
+    the `_hit_key` of the opaque (or leaf) face that ended the ray, no
     outline on it, where nothing was composited in front of it but,
     perhaps, the top of the water and the water below (its y in the key's
-    high bits); or that water surface and `KEY_DEEP` where the ray was cut
-    short in deep water.
+    high bits); that water surface and `KEY_DEEP` where the ray was cut
+    short in deep water; or `KEY_SKY` where it met nothing at all.
 
     The ray alternates between traversal (tight loops) and events: a voxel
     whose medium differs from the one the ray is in (a face to shade or
@@ -987,23 +987,66 @@ def _dilate(src, dst, bits):
 
 
 @njit(cache=True, fastmath=True, inline="always")
-def _pixel(out, px, py, sy, t0, t1, top, sx0, sxs, blocks, bricks, secs, wbricks, wsecs,
-           heights4, heights16, cover, ints, prm, atlas, tables, avatars, aoc):  # fmt: skip
-    """Trace one pixel (``sy``: its row's screen coordinate) and write it;
-    returns the ray's plain-hit key and `_vox_key` (see `_trace`)."""
+def _ray_dir(px, sy, sx0, sxs, prm):
+    """The unit direction of pixel column ``px``'s ray in the row at screen
+    coordinate ``sy`` (before normalising, linear in both)."""
     sx = sx0 + px * sxs
     dx = prm[P_FWD] + sx * prm[P_RIGHT] + sy * prm[P_UP]
     dy = prm[P_FWD + 1] + sx * prm[P_RIGHT + 1] + sy * prm[P_UP + 1]
     dz = prm[P_FWD + 2] + sx * prm[P_RIGHT + 2] + sy * prm[P_UP + 2]
     n = 1.0 / math.sqrt(dx * dx + dy * dy + dz * dz)
-    r, g, b, hit, hv, th = _trace(
-        prm[P_OX], prm[P_OY], prm[P_OZ], dx * n, dy * n, dz * n, t0, t1, top,
-        blocks, bricks, secs, wbricks, wsecs, heights4, heights16, cover, ints, prm, atlas, tables,
-        avatars, aoc,
-    )  # fmt: skip
+    return dx * n, dy * n, dz * n
+
+
+@njit(cache=True, fastmath=True, inline="always")
+def _put(out, px, py, r, g, b):
+    """Write a pixel's colour (0..1 per channel) as bytes."""
     out[py, px, 0] = int(min(max(r, 0.0), 1.0) * 255.0 + 0.5)
     out[py, px, 1] = int(min(max(g, 0.0), 1.0) * 255.0 + 0.5)
     out[py, px, 2] = int(min(max(b, 0.0), 1.0) * 255.0 + 0.5)
+
+
+@njit(cache=True, fastmath=True, inline="always")
+def _avatar_before(t, dx, dy, dz, ints, prm, avatars):
+    """Whether the eye's ray along (dx, dy, dz) enters an avatar box before ``t``."""
+    if ints[I_AVATARS] == 0:
+        return False
+    ox = prm[P_OX]
+    oy = prm[P_OY]
+    oz = prm[P_OZ]
+    invx = 1.0 / dx if dx != 0.0 else FAR
+    invy = 1.0 / dy if dy != 0.0 else FAR
+    invz = 1.0 / dz if dz != 0.0 else FAR
+    for i in range(ints[I_AVATARS]):
+        ta = (avatars[i, A_MIN] - ox) * invx
+        tb = (avatars[i, A_MAX] - ox) * invx
+        tn = min(ta, tb)
+        tf = max(ta, tb)
+        ta = (avatars[i, A_MIN + 1] - oy) * invy
+        tb = (avatars[i, A_MAX + 1] - oy) * invy
+        tn = max(tn, min(ta, tb))
+        tf = min(tf, max(ta, tb))
+        ta = (avatars[i, A_MIN + 2] - oz) * invz
+        tb = (avatars[i, A_MAX + 2] - oz) * invz
+        tn = max(tn, min(ta, tb))
+        tf = min(tf, max(ta, tb))
+        if tn <= tf and tn > 0.0 and tn < t:
+            return True
+    return False
+
+
+@njit(cache=True, fastmath=True, inline="always")
+def _pixel(out, px, py, sy, t0, t1, top, sx0, sxs, blocks, bricks, secs, wbricks, wsecs,
+           heights4, heights16, cover, ints, prm, atlas, tables, avatars, aoc):  # fmt: skip
+    """Trace one pixel (``sy``: its row's screen coordinate) and write it;
+    returns the ray's plain-hit key, `_vox_key` and hit distance (`_trace`)."""
+    dx, dy, dz = _ray_dir(px, sy, sx0, sxs, prm)
+    r, g, b, hit, hv, th = _trace(
+        prm[P_OX], prm[P_OY], prm[P_OZ], dx, dy, dz, t0, t1, top,
+        blocks, bricks, secs, wbricks, wsecs, heights4, heights16, cover, ints, prm, atlas, tables,
+        avatars, aoc,
+    )  # fmt: skip
+    _put(out, px, py, r, g, b)
     return hit, hv, th
 
 
@@ -1011,40 +1054,11 @@ def _pixel(out, px, py, sy, t0, t1, top, sx0, sxs, blocks, bricks, secs, wbricks
 def _reuse_sky(out, px, py, sy, sx0, sxs, ints, prm, avatars):
     """Shade pixel (px, py) as sky, as the traced rays around it all were;
     False (nothing written) where an avatar box lies on its ray."""
-    sx = sx0 + px * sxs
-    dx = prm[P_FWD] + sx * prm[P_RIGHT] + sy * prm[P_UP]
-    dy = prm[P_FWD + 1] + sx * prm[P_RIGHT + 1] + sy * prm[P_UP + 1]
-    dz = prm[P_FWD + 2] + sx * prm[P_RIGHT + 2] + sy * prm[P_UP + 2]
-    n = 1.0 / math.sqrt(dx * dx + dy * dy + dz * dz)
-    dx *= n
-    dy *= n
-    dz *= n
-    if ints[I_AVATARS] > 0:
-        ox = prm[P_OX]
-        oy = prm[P_OY]
-        oz = prm[P_OZ]
-        invx = 1.0 / dx if dx != 0.0 else FAR
-        invy = 1.0 / dy if dy != 0.0 else FAR
-        invz = 1.0 / dz if dz != 0.0 else FAR
-        for i in range(ints[I_AVATARS]):
-            ta = (avatars[i, A_MIN] - ox) * invx
-            tb = (avatars[i, A_MAX] - ox) * invx
-            tn = min(ta, tb)
-            tf = max(ta, tb)
-            ta = (avatars[i, A_MIN + 1] - oy) * invy
-            tb = (avatars[i, A_MAX + 1] - oy) * invy
-            tn = max(tn, min(ta, tb))
-            tf = min(tf, max(ta, tb))
-            ta = (avatars[i, A_MIN + 2] - oz) * invz
-            tb = (avatars[i, A_MAX + 2] - oz) * invz
-            tn = max(tn, min(ta, tb))
-            tf = min(tf, max(ta, tb))
-            if tn <= tf and tn > 0.0 and tn < prm[P_VIEW]:
-                return False
+    dx, dy, dz = _ray_dir(px, sy, sx0, sxs, prm)
+    if _avatar_before(prm[P_VIEW], dx, dy, dz, ints, prm, avatars):
+        return False
     r, g, b = _sky(dx, dy, dz, prm)
-    out[py, px, 0] = int(min(max(r, 0.0), 1.0) * 255.0 + 0.5)
-    out[py, px, 1] = int(min(max(g, 0.0), 1.0) * 255.0 + 0.5)
-    out[py, px, 2] = int(min(max(b, 0.0), 1.0) * 255.0 + 0.5)
+    _put(out, px, py, r, g, b)
     return True
 
 
@@ -1052,7 +1066,9 @@ def _reuse_sky(out, px, py, sy, sx0, sxs, ints, prm, avatars):
 def _reuse(out, px, py, sy, key, v0, v1, v2, v3, sx0, sxs, blocks, cover, ints, prm, atlas,
            tables, avatars, aoc):  # fmt: skip
     """Shade pixel (px, py) from the plain-hit ``key`` (see `_trace`) the rays
-    of the pixels around it share; False (nothing written) where it cannot.
+    of the pixels around it share; returns the `_vox_key` of the face drawn
+    (-1 in deep water) and its distance, or (-2, 0) and writes nothing
+    where it cannot.
 
     The pixel's ray direction lies between its neighbours' (directions are
     linear in the pixel coordinates, from one eye), so it meets each plane
@@ -1068,14 +1084,7 @@ def _reuse(out, px, py, sy, key, v0, v1, v2, v3, sx0, sxs, blocks, cover, ints, 
     neighbours' `_vox_key`; where the face is one of theirs, its block and
     what lies in front are known without reading the view (a cache miss
     each, most of the cost here)."""
-    sx = sx0 + px * sxs
-    dx = prm[P_FWD] + sx * prm[P_RIGHT] + sy * prm[P_UP]
-    dy = prm[P_FWD + 1] + sx * prm[P_RIGHT + 1] + sy * prm[P_UP + 1]
-    dz = prm[P_FWD + 2] + sx * prm[P_RIGHT + 2] + sy * prm[P_UP + 2]
-    n = 1.0 / math.sqrt(dx * dx + dy * dy + dz * dz)
-    dx *= n
-    dy *= n
-    dz *= n
+    dx, dy, dz = _ray_dir(px, sy, sx0, sxs, prm)
     ox = prm[P_OX]
     oy = prm[P_OY]
     oz = prm[P_OZ]
@@ -1217,24 +1226,8 @@ def _reuse(out, px, py, sy, key, v0, v1, v2, v3, sx0, sxs, blocks, cover, ints, 
                     return -2, 0.0
             elif medium != MEDIUM_NONE:
                 return -2, 0.0
-    invx = 1.0 / dx if dx != 0.0 else FAR
-    invy = 1.0 / dy if dy != 0.0 else FAR
-    invz = 1.0 / dz if dz != 0.0 else FAR
-    for i in range(ints[I_AVATARS]):
-        ta = (avatars[i, A_MIN] - ox) * invx
-        tb = (avatars[i, A_MAX] - ox) * invx
-        tn = min(ta, tb)
-        tf = max(ta, tb)
-        ta = (avatars[i, A_MIN + 1] - oy) * invy
-        tb = (avatars[i, A_MAX + 1] - oy) * invy
-        tn = max(tn, min(ta, tb))
-        tf = min(tf, max(ta, tb))
-        ta = (avatars[i, A_MIN + 2] - oz) * invz
-        tb = (avatars[i, A_MAX + 2] - oz) * invz
-        tn = max(tn, min(ta, tb))
-        tf = min(tf, max(ta, tb))
-        if tn <= tf and tn > 0.0 and tn < t + 1e-6:
-            return -2, 0.0
+    if _avatar_before(t + 1e-6, dx, dy, dz, ints, prm, avatars):
+        return -2, 0.0
     if deep:
         # Cut short in deep water: the rest is water too.
         f = _fog(tw, prm)
@@ -1260,9 +1253,7 @@ def _reuse(out, px, py, sy, key, v0, v1, v2, v3, sx0, sxs, blocks, cover, ints, 
         r += trans * ((1.0 - f) * cr * light + f * skr)
         g += trans * ((1.0 - f) * cg * light + f * skg)
         b += trans * ((1.0 - f) * cb * light + f * skb)
-    out[py, px, 0] = int(min(max(r, 0.0), 1.0) * 255.0 + 0.5)
-    out[py, px, 1] = int(min(max(g, 0.0), 1.0) * 255.0 + 0.5)
-    out[py, px, 2] = int(min(max(b, 0.0), 1.0) * 255.0 + 0.5)
+    _put(out, px, py, r, g, b)
     return (-1 if deep else _vox_key(vx & mask, vy, vz & mask, bid)), t
 
 
