@@ -23,7 +23,8 @@ avatar box or the sky ends it. Surfaces get a mip-mapped texel, per-face
 sun shading, vertex-style ambient occlusion from the 8 neighbours of the
 face, a sky-visibility term (``cover``) and distance fog towards the sky
 colour of the same ray, so far terrain melts into the sky at the view
-distance.
+distance. A pixel tests only the avatar boxes whose screen rectangle
+(projected once a frame, `_avatar_rects`) holds it.
 
 Optionally (``ints[I_SUB]``) the frame is traced coarse to fine, in three
 passes: first every 4th pixel of every 4th row, then the rest of the even
@@ -159,9 +160,14 @@ SUB_LEVELS = 2
 BRACKET_MARGIN = 1.0
 
 # avatar rows: box min (3), box max (3), body rgb (3), head rgb (3),
-# y where the head starts, face index (0..5) the avatar looks out of
-A_MIN, A_MAX, A_BODY, A_HEAD, A_HEAD_Y, A_FACE = 0, 3, 6, 9, 12, 13
-AVATAR_FIELDS = 14
+# y where the head starts, face index (0..5) the avatar looks out of; then
+# the pixel rectangle its box covers (x0, x1, y0, y1), which `render_frame`
+# fills (`_avatar_rects`)
+A_MIN, A_MAX, A_BODY, A_HEAD, A_HEAD_Y, A_FACE, A_RECT = 0, 3, 6, 9, 12, 13, 14
+AVATAR_FIELDS = 18
+# A box with a corner closer than this in front of the eye (or behind it)
+# may cover any pixel: its rectangle is the whole frame.
+NEAR_PLANE = 0.05
 
 H_WORLD = WORLD_HEIGHT
 FAR = 1e30
@@ -430,11 +436,12 @@ def _lit(light, t, vx, vy, vz, axis, stx, sty, stz, fu, fv, blocks, tables, cove
 
 
 @njit(cache=True, fastmath=True, inline="always")
-def _trace(ox, oy, oz, dx, dy, dz, t0, t1, top_y, blocks, bricks, secs, wbricks, wsecs, heights4,
-           heights16, cover, ints, prm, atlas, tables, avatars, aoc):  # fmt: skip
+def _trace(ox, oy, oz, dx, dy, dz, px, py, t0, t1, top_y, blocks, bricks, secs, wbricks, wsecs,
+           heights4, heights16, cover, ints, prm, atlas, tables, avatars, aoc):  # fmt: skip
     """Colour (r, g, b in 0..1) seen along one ray, starting at ``t0`` (the
     beam pre-pass showed only air before it) or at ``t1`` if that is later
-    and in air (the traced rays around it met nothing before); then its
+    and in air (the traced rays around it met nothing before); (px, py):
+    its pixel, for the avatars' rectangles. Returns the colour, then its
     plain-hit key, `_vox_key` and distance (else -1, -1, FAR). The key is
     the `_hit_key` of the opaque (or leaf) face that ended the ray, no
     outline on it, where nothing was composited in front of it but,
@@ -477,6 +484,8 @@ def _trace(ox, oy, oz, dx, dy, dz, t0, t1, top_y, blocks, bricks, secs, wbricks,
     av = -1
     av_axis = 0
     for i in range(ints[I_AVATARS]):
+        if not _in_rect(px, py, avatars, i):
+            continue
         ta = (avatars[i, A_MIN] - ox) * invx
         tb = (avatars[i, A_MAX] - ox) * invx
         ax = 0
@@ -884,6 +893,69 @@ def _trace(ox, oy, oz, dx, dy, dz, t0, t1, top_y, blocks, bricks, secs, wbricks,
 
 
 @njit(cache=True, fastmath=True, inline="always")
+def _in_rect(px, py, avatars, i):
+    """Whether pixel (px, py) lies in avatar ``i``'s rectangle (`_avatar_rects`)."""
+    return (
+        avatars[i, A_RECT] <= px <= avatars[i, A_RECT + 1]
+        and avatars[i, A_RECT + 2] <= py <= avatars[i, A_RECT + 3]
+    )
+
+
+@njit(cache=True, fastmath=True, inline="always")
+def _avatar_rects(avatars, n, width, height, sx0, sxs, prm):
+    """Fill each live avatar's pixel rectangle: every pixel whose ray can
+    meet its box lies inside, so the per-pixel avatar tests (every pixel
+    drawn from its neighbours makes one) skip the boxes far from it.
+
+    A box wholly in front of the eye projects inside the hull of its
+    corners' projections, so the corners' pixel bounds, a pixel wider each
+    way, hold it; one reaching the near plane may cover anything (the whole
+    frame), and one wholly behind the eye nothing (an empty rectangle)."""
+    ox = prm[P_OX]
+    oy = prm[P_OY]
+    oz = prm[P_OZ]
+    for i in range(n):
+        x0 = FAR
+        x1 = -FAR
+        y0 = FAR
+        y1 = -FAR
+        behind = 0
+        near = False
+        for c in range(8):
+            vx = avatars[i, A_MAX if c & 1 else A_MIN] - ox
+            vy = avatars[i, (A_MAX if c & 2 else A_MIN) + 1] - oy
+            vz = avatars[i, (A_MAX if c & 4 else A_MIN) + 2] - oz
+            zc = vx * prm[P_FWD] + vy * prm[P_FWD + 1] + vz * prm[P_FWD + 2]
+            if zc < NEAR_PLANE:
+                near = True
+                if zc <= 0.0:
+                    behind += 1
+                continue
+            sx = (vx * prm[P_RIGHT] + vy * prm[P_RIGHT + 1] + vz * prm[P_RIGHT + 2]) / zc
+            sy = (vx * prm[P_UP] + vy * prm[P_UP + 1] + vz * prm[P_UP + 2]) / zc
+            # inverse of `_ray_dir`'s column and `_rows`' row coordinates
+            px = (sx - sx0) / sxs
+            py = (1.0 - sy / prm[P_TAN_V]) * 0.5 * height - 0.5
+            x0 = min(x0, px)
+            x1 = max(x1, px)
+            y0 = min(y0, py)
+            y1 = max(y1, py)
+        if behind == 8:
+            x0, x1, y0, y1 = 1.0, 0.0, 1.0, 0.0
+        elif near:
+            x0, x1, y0, y1 = -1.0, float(width), -1.0, float(height)
+        else:
+            x0 = math.floor(x0) - 1.0
+            x1 = math.ceil(x1) + 1.0
+            y0 = math.floor(y0) - 1.0
+            y1 = math.ceil(y1) + 1.0
+        avatars[i, A_RECT] = x0
+        avatars[i, A_RECT + 1] = x1
+        avatars[i, A_RECT + 2] = y0
+        avatars[i, A_RECT + 3] = y1
+
+
+@njit(cache=True, fastmath=True, inline="always")
 def _pixel_dir(px, py, width, height, prm):
     """Unit direction of the ray through (continuous) pixel coordinates."""
     sx = (2.0 * px / width - 1.0) * prm[P_TAN_H]
@@ -1007,8 +1079,9 @@ def _put(out, px, py, r, g, b):
 
 
 @njit(cache=True, fastmath=True, inline="always")
-def _avatar_before(t, dx, dy, dz, ints, prm, avatars):
-    """Whether the eye's ray along (dx, dy, dz) enters an avatar box before ``t``."""
+def _avatar_before(t, dx, dy, dz, px, py, ints, prm, avatars):
+    """Whether the eye's ray along (dx, dy, dz), pixel (px, py)'s, enters an
+    avatar box before ``t``."""
     if ints[I_AVATARS] == 0:
         return False
     ox = prm[P_OX]
@@ -1018,6 +1091,8 @@ def _avatar_before(t, dx, dy, dz, ints, prm, avatars):
     invy = 1.0 / dy if dy != 0.0 else FAR
     invz = 1.0 / dz if dz != 0.0 else FAR
     for i in range(ints[I_AVATARS]):
+        if not _in_rect(px, py, avatars, i):
+            continue
         ta = (avatars[i, A_MIN] - ox) * invx
         tb = (avatars[i, A_MAX] - ox) * invx
         tn = min(ta, tb)
@@ -1042,7 +1117,7 @@ def _pixel(out, px, py, sy, t0, t1, top, sx0, sxs, blocks, bricks, secs, wbricks
     returns the ray's plain-hit key, `_vox_key` and hit distance (`_trace`)."""
     dx, dy, dz = _ray_dir(px, sy, sx0, sxs, prm)
     r, g, b, hit, hv, th = _trace(
-        prm[P_OX], prm[P_OY], prm[P_OZ], dx, dy, dz, t0, t1, top,
+        prm[P_OX], prm[P_OY], prm[P_OZ], dx, dy, dz, px, py, t0, t1, top,
         blocks, bricks, secs, wbricks, wsecs, heights4, heights16, cover, ints, prm, atlas, tables,
         avatars, aoc,
     )  # fmt: skip
@@ -1055,7 +1130,7 @@ def _reuse_sky(out, px, py, sy, sx0, sxs, ints, prm, avatars):
     """Shade pixel (px, py) as sky, as the traced rays around it all were;
     False (nothing written) where an avatar box lies on its ray."""
     dx, dy, dz = _ray_dir(px, sy, sx0, sxs, prm)
-    if _avatar_before(prm[P_VIEW], dx, dy, dz, ints, prm, avatars):
+    if _avatar_before(prm[P_VIEW], dx, dy, dz, px, py, ints, prm, avatars):
         return False
     r, g, b = _sky(dx, dy, dz, prm)
     _put(out, px, py, r, g, b)
@@ -1226,7 +1301,7 @@ def _reuse(out, px, py, sy, key, v0, v1, v2, v3, sx0, sxs, blocks, cover, ints, 
                     return -2, 0.0
             elif medium != MEDIUM_NONE:
                 return -2, 0.0
-    if _avatar_before(t + 1e-6, dx, dy, dz, ints, prm, avatars):
+    if _avatar_before(t + 1e-6, dx, dy, dz, px, py, ints, prm, avatars):
         return -2, 0.0
     if deep:
         # Cut short in deep water: the rest is water too.
@@ -1429,6 +1504,7 @@ def render_frame(out, blocks, bricks, secs, wbricks, wsecs, heights4, heights16,
     # Ray directions before normalisation are linear in the pixel column.
     sx0 = -prm[P_TAN_H] * (1.0 - 1.0 / width)
     sxs = 2.0 * prm[P_TAN_H] / width
+    _avatar_rects(avatars, ints[I_AVATARS], width, height, sx0, sxs, prm)
     # The rows are split between threads (row = k, k + nt, ...); each
     # thread's share is one call of `_rows`, which numba compiles as a plain
     # function: its parallel passes are superlinear in the size of a loop

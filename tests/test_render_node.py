@@ -307,6 +307,14 @@ async def test_sessions_are_isolated(node) -> None:
     good = await open_stream(node, "steady", width=320, height=180)
     bad = await open_stream(node, "rowdy", width=320, height=180)
     try:
+        # Two sessions at one rate render half a frame interval apart.
+        await good.wait_first_frame(timeout=30)
+        await bad.wait_first_frame(timeout=30)
+        doc = await stats(node)
+        a, b = (sessions_of(doc, p)[0] for p in ("steady", "rowdy"))
+        interval = 1000.0 / a["fps_target"]
+        gap = (a["tick_phase_ms"] - b["tick_phase_ms"]) % interval
+        assert abs(gap - interval / 2) < 1.0, (a["tick_phase_ms"], b["tick_phase_ms"])
         # The rowdy client sends garbage on both channels, then vanishes without a word.
         ch = bad._channel
         for junk in ("{", "[]", '{"type":"input","frames":[[1,0.016,NaN,0,0,0,0]]}',

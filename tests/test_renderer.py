@@ -244,6 +244,50 @@ def test_avatar_hides_blocks_behind_and_is_hidden_by_blocks_in_front(renderer: R
     assert abs(c[1] - c[0]) < 10
 
 
+def test_avatar_rectangles_hold_every_pixel_whose_ray_meets_the_box() -> None:
+    """The kernel tests a pixel against an avatar only inside the box's
+    screen rectangle (`raycaster._avatar_rects`): the rectangle must hold
+    every pixel whose ray meets the box, wherever the box is — far, near,
+    half off the frame, through the eye's plane, behind it."""
+    from renderer import raycaster as rc
+
+    rng = np.random.default_rng(7)
+    w, h = 160, 90
+    r = Renderer(w, h, view_distance=96)
+    view = scene()
+    ys, xs = np.mgrid[0:h, 0:w]
+    culled = 0
+    for _ in range(60):
+        cam = camera(rng.uniform(-math.pi, math.pi), rng.uniform(-1.2, 1.2))
+        fwd = np.array(cam.basis()[0])
+        eye = np.array([cam.x, cam.y, cam.z])
+        avatars = []
+        for dist in (rng.uniform(1.5, 60.0), rng.uniform(-0.4, 0.8), -3.0):
+            side = rng.uniform(-1.0, 1.0, 3) * (0.3 + abs(dist))
+            x, y, z = eye + dist * fwd + side
+            avatars.append((x, y - 1.0, z, 0.0))
+        r.render(view, cam, avatars=avatars)
+        fwd_, right, up = (np.array(v) for v in cam.basis())
+        th, tv = cam.tan_half_fov(w, h)
+        sx = (2 * (xs + 0.5) / w - 1) * th
+        sy = (1 - 2 * (ys + 0.5) / h) * tv
+        d = fwd_ + sx[..., None] * right + sy[..., None] * up
+        d /= np.linalg.norm(d, axis=-1, keepdims=True)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            for i in range(len(avatars)):
+                lo = r._avatars[i, rc.A_MIN : rc.A_MIN + 3] - eye
+                hi = r._avatars[i, rc.A_MAX : rc.A_MAX + 3] - eye
+                ta, tb = lo / d, hi / d
+                tn = np.minimum(ta, tb).max(axis=-1)
+                tf = np.maximum(ta, tb).min(axis=-1)
+                hit = (tn <= tf) & (tn > 0.0)
+                x0, x1, y0, y1 = r._avatars[i, rc.A_RECT : rc.A_RECT + 4]
+                inside = (xs >= x0) & (xs <= x1) & (ys >= y0) & (ys <= y1)
+                assert not (hit & ~inside).any(), (i, avatars[i], (x0, x1, y0, y1))
+                culled += int((~inside).sum())
+    assert culled > 0.5 * 60 * 3 * w * h  # most pixels skip most boxes
+
+
 def test_target_block_is_outlined(renderer: Renderer) -> None:
     view = scene((0, 64, 5, BlockId.SNOW))
     plain = shot(renderer, view)

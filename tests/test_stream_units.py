@@ -16,7 +16,7 @@ from renderer.encoder import VIDEO_TIME_BASE, EncoderConfig, StreamClock, VideoE
 from renderer.node.camera import CameraDriver
 from renderer.node.rate import BitrateController
 from renderer.node.sdp import prefer_codec, video_codecs
-from renderer.node.service import threads_per_frame
+from renderer.node.service import staggered_start, threads_per_frame
 from shiftcraft import stream_protocol as sp
 from shiftcraft.protocol import ProtocolError
 from world.physics import EYE_HEIGHT, MoveInput, PlayerBody, step
@@ -347,3 +347,19 @@ def test_pipeline_renders_encodes_and_reuses_unchanged_frames() -> None:
     assert pipe.view is None and pipe.encoder is None
     with pytest.raises(RuntimeError):
         pipe.frame(pose, [], cfg, keyframe=False)
+
+
+def test_sessions_frame_ticks_are_spread_over_the_interval() -> None:
+    iv = 1 / 30
+    now = 100.0
+    assert staggered_start(now, iv, []) == now  # alone: at once
+    # each new session lands in the middle of the widest gap, at or after now
+    ticks: list[float] = []
+    for _ in range(4):
+        ticks.append(staggered_start(now, iv, ticks))
+    phases = sorted((t - now) / iv for t in ticks)
+    assert phases == pytest.approx([0.0, 0.25, 0.5, 0.75])
+    assert all(now <= t < now + iv for t in ticks)
+    # others' ticks may lie anywhere in time: only their phase matters
+    assert staggered_start(now, iv, [now + 5 * iv + 0.2 * iv]) == pytest.approx(now + 0.7 * iv)
+    assert staggered_start(now, iv, [now - 3 * iv]) == pytest.approx(now + 0.5 * iv)

@@ -32,6 +32,7 @@ import secrets
 import socket
 import threading
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,6 +192,15 @@ class RenderNode:
             return self.config.render_threads
         streaming = sum(1 for s in self.sessions.values() if not s.ended)
         return threads_per_frame(self.cores, self.render_workers, streaming)
+
+    def first_tick(self, session: StreamSession, interval: float) -> float:
+        """When ``session``'s frame loop should first render (`staggered_start`)."""
+        others = [
+            s.next_tick
+            for s in self.sessions.values()
+            if s is not session and not s.ended and s.next_tick is not None
+        ]
+        return staggered_start(time.monotonic(), interval, others)
 
     async def _shutdown(self) -> None:
         for s in list(self.sessions.values()):
@@ -548,6 +558,23 @@ def threads_per_frame(cores: int, workers: int, streaming: int) -> int | None:
     if workers <= 1 or streaming <= 1:
         return None
     return max(1, cores // min(streaming, workers))
+
+
+def staggered_start(now: float, interval: float, others: Iterable[float]) -> float:
+    """The first frame tick (>= ``now``) for a session that renders every
+    ``interval`` seconds, given the next ticks of the sessions already
+    streaming: the middle of the widest gap between their phases.
+
+    Sessions that tick together queue behind each other for the render
+    workers and then leave them idle; spread over the interval (a quarter
+    apart for four at one rate) each frame meets free workers, and the
+    node's load is even instead of a burst every frame."""
+    phases = sorted((t - now) % interval for t in others)
+    if not phases:
+        return now
+    gaps = zip(phases, [*phases[1:], phases[0] + interval], strict=True)
+    start, end = max(gaps, key=lambda g: g[1] - g[0])
+    return now + ((start + end) / 2) % interval
 
 
 def _lower_priority() -> None:

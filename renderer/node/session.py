@@ -107,6 +107,7 @@ class StreamSession:
         self.offer = offer
         self.ws = ws
         self.player = offer.player
+        self.next_tick: float | None = None  # the frame loop's next render (monotonic)
         cfg = node.config
         self.state = SessionState.NEGOTIATING
         self.end_reason = ""
@@ -427,7 +428,7 @@ class StreamSession:
         pose = self.camera.pose(with_hit=False)
         await loop.run_in_executor(node.prepare_pool, self.pipeline.prepare, pose.x, pose.z)
         sending: asyncio.Task | None = None
-        next_t = time.monotonic()
+        next_t = self.next_tick = node.first_tick(self, 1.0 / self.fps)
         try:
             while not self.ended:
                 now = time.monotonic()
@@ -436,11 +437,13 @@ class StreamSession:
                 interval = 1.0 / self.fps
                 tick = next_t
                 next_t += interval
+                self.next_tick = next_t
                 late = time.monotonic() - next_t
                 if late > 0:
                     # Behind by whole frames: skip those ticks instead of queueing them.
                     skipped = int(late / interval) + 1
                     next_t += skipped * interval
+                    self.next_tick = next_t
                     self.stats.dropped += skipped
                     metrics.dropped.inc(skipped)
                 pose = self.camera.pose()
@@ -562,6 +565,10 @@ class StreamSession:
             "yaw": round(self.camera.yaw, 4),
             "pitch": round(self.camera.pitch, 4),
             "input_seq": self.camera.newest_seq,
+            # where in the frame interval this session renders (`staggered_start`)
+            "tick_phase_ms": None
+            if self.next_tick is None
+            else round(1000.0 * (self.next_tick % (1.0 / self.fps)), 3),
             "age_s": round(now - s.started_at, 3),
         }
 

@@ -5,7 +5,9 @@ generated world, starting at the dry lowland spot nearest to spawn that has
 both trees and open water within sight, heading across the water while the
 view turns left and right and stays near the horizon, so the 96-block view
 distance is what the rays cover. The same path is rendered at 640×360 and
-1280×720 with textures, shading, AO and fog on.
+1280×720 with textures, shading, AO and fog on. ``--avatars N`` puts N other
+players on the path ahead, walking with the camera (what a render node
+draws for a player among others).
 
 The view is kept the way a client keeps it: a `WorldView` recentred on the
 camera, sections loaded as they come into range. Loading and the JIT
@@ -43,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="numba threads (default all)")
     parser.add_argument(
         "--save", type=Path, default=None, help="write the first and middle frames as PNG here"
+    )
+    parser.add_argument(
+        "--avatars", type=int, default=0, help="other players on the path ahead of the camera"
     )
     parser.add_argument(
         "--full-trace",
@@ -123,6 +128,19 @@ def camera_path(world: World, gen: TerrainGenerator, frames: int) -> list[Camera
     return cams
 
 
+def avatars_ahead(cams: list[Camera], i: int, n: int) -> list[tuple[float, float, float, float]]:
+    """``n`` players (feet, yaw) where the camera will be 8, 16, ... frames
+    on, a block and a half to alternate sides of the path."""
+    out = []
+    for k in range(n):
+        c = cams[min(len(cams) - 1, i + 8 * (k + 1))]
+        side = 1.5 if k % 2 else -1.5
+        out.append(
+            (c.x + side * math.cos(c.yaw), c.y - EYE_HEIGHT, c.z - side * math.sin(c.yaw), c.yaw)
+        )
+    return out
+
+
 def _follow(view: WorldView, world: World, cam: Camera) -> None:
     """What a client does as it moves: recentre, load what came into range."""
     view.recenter(cam.x, cam.z)
@@ -159,11 +177,12 @@ def run(args: argparse.Namespace) -> dict:
             _follow(view, world, cam)
             c0 = time.process_time()
             t0 = time.perf_counter()
-            frame = renderer.render(view, cam)
+            others = avatars_ahead(cams, i, args.avatars)
+            frame = renderer.render(view, cam, others)
             times.append(time.perf_counter() - t0)
             cpu += time.process_time() - c0
             if renderer.subsample and i % 10 == 0:
-                ref = full.render(view, cam)
+                ref = full.render(view, cam, others)
                 diffs.append(np.abs(frame.astype(np.int16) - ref.astype(np.int16)).max(axis=2))
             if args.save is not None and i in (0, len(cams) // 2):
                 args.save.mkdir(parents=True, exist_ok=True)
@@ -187,6 +206,7 @@ def run(args: argparse.Namespace) -> dict:
         progress(f"render {tag}: {result[f'fps_{tag}']} fps, p99 {result[f'p99_ms_{tag}']} ms")
     result.update(
         frames=args.frames,
+        avatars=args.avatars,
         seed=args.seed,
         view_distance=VIEW_DISTANCE,
         path_start=[round(cams[0].x, 1), round(cams[0].z, 1)],
