@@ -34,6 +34,8 @@ def test_stream_bench_keys() -> None:
         assert isinstance(r[key], float | int), (key, r)
     assert r["fps"] > 10 and r["g2g_p50_ms"] > 0 and r["input_to_photon_p50_ms"] > 0, r
     assert r["codec"] == "H264"
+    # CPU in cores: each process's share is part of the machine's
+    assert 0 < r["cpu_node_cores"] <= r["cpu_machine_cores"] + 0.05, r
 
 
 def test_stream_capacity_bench_keys() -> None:
@@ -44,3 +46,5 @@ def test_stream_capacity_bench_keys() -> None:
     )  # fmt: skip
     assert isinstance(r["sessions"], int) and r["sessions"] >= 1, r
     assert [s["sessions"] for s in r["steps"]][:1] == [1]
+    step = r["steps"][0]
+    assert 0 < step["node_cpu_cores"] <= step["machine_cpu_cores"] + 0.05, step

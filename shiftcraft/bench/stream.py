@@ -307,10 +307,13 @@ async def measure_stream(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cpu_times(server: ServerProcess, node: NodeChild) -> dict[str, float]:
-    """CPU seconds (user + system) so far of the sim, the node and this process."""
+    """CPU seconds (user + system) so far of the sim, the node and this process,
+    and of the whole machine (``machine``: all but idle and I/O wait, to
+    show how much of it was left)."""
     import psutil
 
-    out = {}
+    m = psutil.cpu_times()
+    out = {"machine": sum(m) - m.idle - getattr(m, "iowait", 0.0)}
     for key, pid in (("sim", server.child.pid), ("node", node.child.pid), ("client", os.getpid())):
         try:
             t = psutil.Process(pid).cpu_times()
