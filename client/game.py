@@ -194,11 +194,7 @@ class Game:
                 tg.create_task(self._frame_loop(stop), name="frame-loop")
         finally:
             if self.source is not None:
-                closer = getattr(self.source, "aclose", None)  # a stream says bye first
-                if closer is not None:
-                    await closer()
-                else:
-                    self.source.close()
+                await self.source.aclose()  # a stream says bye first
             self.display.close()
         return self.exit_code
 
@@ -247,7 +243,7 @@ class Game:
                 self._apply_network(now)
                 if self.migration is not None:
                     self.migration.tick(now)  # may swap self.source (make-before-break)
-                remote_error = getattr(self.source, "error", None) if self.remote else None
+                remote_error = self.source.error if self.source is not None else None
                 if self.migration is not None:
                     remote_error = None  # the controller falls back to local instead
                 if remote_error and not self.display.interactive:
@@ -377,15 +373,13 @@ class Game:
         n_sections = u.section_count if hasattr(u, "section_count") else len(u.sections)
         if self.remote:
             n_sections = 0  # never decoded or kept: the render node has the world
-            forward = getattr(self.source, "send_state", None)
-            if forward is not None and u.ack >= 0:
-                forward(u.ack, u.pos, u.vel, u.on_ground, u.flying)
+        if u.ack >= 0:
+            for source in self._drawers():
+                source.send_state(u.ack, u.pos, u.vel, u.on_ground, u.flying)
         if not self.remote or self.migration is not None:
             # With a migration controller the replica stays fed in remote mode
             # too, so a switch back to local has the sections in view at once.
             self.replica.apply_update(u)
-        if self.migration is not None and u.ack >= 0:
-            self.migration.forward("send_state", u.ack, u.pos, u.vel, u.on_ground, u.flying)
         if n_sections:
             self.last_section_at = now
             if self.first_section_at is None:
@@ -424,11 +418,14 @@ class Game:
         frames = p.advance(dt, self.controls.move_input)
         if frames:
             self.session.queue_inputs(frames, self.generation)
-            forward = getattr(self.source, "send_inputs", None)
-            if forward is not None:
-                forward(frames)  # the render node turns and moves the camera at once
-            if self.migration is not None:
-                self.migration.forward("send_inputs", frames)
+            for source in self._drawers():
+                source.send_inputs(frames)  # a render node turns the camera at once
+
+    def _drawers(self) -> list[FrameSource]:
+        """The sources that draw the player's view: the one shown and the one
+        a switch is preparing (its camera follows meanwhile)."""
+        preparing = self.migration.preparing if self.migration is not None else None
+        return [s for s in (self.source, preparing) if s is not None]
 
     def eye(self) -> tuple[float, float, float] | None:
         p = self.predictor
@@ -441,8 +438,7 @@ class Game:
         """The block under the crosshair, from where the camera is this frame."""
         if self.remote:
             # No world here: the node ray-casts from the camera it drew.
-            hit = getattr(self.source, "target_hit", None)
-            self.target = hit() if hit is not None else None
+            self.target = self.source.target_hit() if self.source is not None else None
             return
         eye = self.eye()
         if eye is None:
@@ -597,7 +593,7 @@ class Game:
             st.status = "reconnecting... (connecting)"
         elif self.loaded_at is None and not self.remote:
             st.status = f"loading world... {len(self.replica)} sections"
-        remote_status = getattr(self.source, "status", None) if self.remote else None
+        remote_status = self.source.status if self.source is not None else None
         if remote_status and not st.banner:
             st.status = remote_status  # the stream's state or error, in words
         if self.display.interactive and not c.pointer_grabbed and not st.banner:

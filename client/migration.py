@@ -147,13 +147,14 @@ class MigrationController:
         if rendered:
             self.shown.append(now)
 
-    def forward(self, name: str, *args: Any) -> None:
-        """Copies of inputs / sim state for a candidate stream (its camera follows)."""
+    @property
+    def preparing(self) -> FrameSource | None:
+        """The candidate source while a switch prepares it (the game sends it
+        copies of its inputs and sim state, so its camera follows)."""
         sw = self.current
-        if sw is not None and self.state is MigrationState.PREPARING and sw.candidate:
-            fn = getattr(sw.candidate, name, None)
-            if fn is not None:
-                fn(*args)
+        if sw is not None and self.state is MigrationState.PREPARING:
+            return sw.candidate
+        return None
 
     # -- the machine ----------------------------------------------------------------
     def _url(self, target: str) -> str:
@@ -211,7 +212,7 @@ class MigrationController:
             if frame is not None:
                 self._switch(sw, frame, now)
             return
-        err = getattr(cand, "error", None)
+        err = cand.error
         if err is not None:
             self._rollback(sw, f"target error: {err}")
         elif cand.stream.stats.first_frame_at is not None:
@@ -259,7 +260,7 @@ class MigrationController:
 
     def _watch_remote(self, now: float) -> None:
         g = self.game
-        err = getattr(g.source, "error", None)
+        err = g.source.error if g.source is not None else None
         last = self.shown[-1] if self.shown else now
         if err is None and now - last <= self.stall_s:
             return

@@ -64,6 +64,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from shiftcraft import stream_protocol as sp
 from shiftcraft.protocol import ProtocolError
+from world.raycast import RayHit
 
 log = logging.getLogger("shiftcraft.client.remote")
 
@@ -893,13 +894,13 @@ class RemoteSource:
     def send_inputs(self, frames: Sequence[Sequence[Any]]) -> bool:
         return self.stream.send_inputs(frames)
 
-    def send_state(self, *args: Any, **kwargs: Any) -> bool:
-        return self.stream.send_state(*args, **kwargs)
+    def send_state(
+        self, ack: int, pos: Sequence[float], vel: Sequence[float], on_ground: bool, flying: bool
+    ) -> bool:
+        return self.stream.send_state(ack, pos, vel, on_ground, flying)
 
-    def target_hit(self) -> Any:
-        """The block under the crosshair in the newest shown frame, as a `world.raycast.RayHit`."""
-        from world.raycast import RayHit
-
+    def target_hit(self) -> RayHit | None:
+        """The block under the crosshair in the newest shown frame."""
         stamp = self.last.stamp if self.last is not None else None
         if stamp is None or stamp.hit is None:
             return None

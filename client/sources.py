@@ -6,13 +6,18 @@ The game loop asks its source for a frame each time it draws, handing it a
 loop then keeps showing the previous one (that is also how a remote video
 source behaves between decoded frames).
 
-* `LocalRenderSource` (now): the client's own `renderer.Renderer` over a
+* `LocalRenderSource`: the client's own `renderer.Renderer` over a
   `renderer.WorldView` that mirrors the `WorldReplica` incrementally.
-* a remote stream source (issue 4) will return the newest decoded WebRTC
-  frame and ignore most of the scene; the HUD, input and the loop stay
-  the same. The migration controller (issue 5) holds two sources at once
-  while it switches, which is why a source owns everything it needs and
-  can be closed on its own.
+* `client.remote.RemoteSource`: the newest decoded WebRTC frame from a
+  render node; it ignores most of the scene and takes the game's input
+  frames and sim state instead (`FrameSource.send_inputs`/`send_state`),
+  its crosshair block from the node (`target_hit`). The HUD, input and the
+  loop stay the same; sources that draw here answer those calls with
+  `DrawnHere`'s defaults.
+* `SolidSource`: a flat colour, before any other exists.
+
+The migration controller holds two sources at once while it switches,
+which is why a source owns everything it needs and can be closed on its own.
 """
 
 from __future__ import annotations
@@ -22,11 +27,12 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from client.replica import WorldReplica
+from world.raycast import RayHit
 
 ProgressFn = Callable[[str], None]
 
@@ -64,6 +70,61 @@ class FrameSource(Protocol):
 
     def debug_lines(self) -> list[str]: ...
     def close(self) -> None: ...
+    async def aclose(self) -> None:
+        """`close`, waiting for any goodbye (a stream tells its node first)."""
+        ...
+
+    # What a picture drawn elsewhere needs from the game, and tells it back;
+    # a source drawing on this device answers with `DrawnHere`'s defaults.
+    @property
+    def error(self) -> Exception | None:
+        """Why the source failed for good (None: it did not)."""
+        ...
+
+    @property
+    def status(self) -> str | None:
+        """Its state in words for the HUD, while it has something to say."""
+        ...
+
+    def send_inputs(self, frames: Sequence[Sequence[Any]]) -> bool:
+        """Input frames for whoever draws the picture; False: nobody else does."""
+        ...
+
+    def send_state(
+        self, ack: int, pos: Sequence[float], vel: Sequence[float], on_ground: bool, flying: bool
+    ) -> bool:
+        """The sim's authoritative body after input ``ack``, for the same."""
+        ...
+
+    def target_hit(self) -> RayHit | None:
+        """The block under the crosshair as the drawer saw it (None: the game aims itself)."""
+        ...
+
+
+class DrawnHere:
+    """The `FrameSource` answers of a source that draws on this device: no
+    one to forward input or state to, no remote failure, no crosshair but
+    the game's own."""
+
+    error: Exception | None = None
+    status: str | None = None
+
+    def send_inputs(self, frames: Sequence[Sequence[Any]]) -> bool:
+        return False
+
+    def send_state(
+        self, ack: int, pos: Sequence[float], vel: Sequence[float], on_ground: bool, flying: bool
+    ) -> bool:
+        return False
+
+    def target_hit(self) -> RayHit | None:
+        return None
+
+    def close(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        self.close()
 
 
 def warm_up_renderer(progress: ProgressFn | None = None) -> float:
@@ -80,7 +141,7 @@ class SinkCounters:
     blocks_set: int = 0
 
 
-class LocalRenderSource:
+class LocalRenderSource(DrawnHere):
     """Renders the replica with the shared renderer (local rendering mode).
 
     It is the replica's sink: every section and block change goes straight
@@ -233,7 +294,7 @@ class LocalRenderSource:
 
 
 @dataclass
-class SolidSource:
+class SolidSource(DrawnHere):
     """A flat colour (loading screens before any source exists)."""
 
     width: int
@@ -266,6 +327,3 @@ class SolidSource:
 
     def debug_lines(self) -> list[str]:
         return []
-
-    def close(self) -> None:
-        pass
