@@ -209,3 +209,40 @@ def test_bots_command_stops_cleanly_on_sigint(module_server):
     assert summary["joined"] == 2 and summary["failed"] == 0
     assert summary["frames_sent"] > 20
     assert summary["disconnected"] == 0
+
+
+def test_services_started_by_a_killed_parent_die_with_it(tmp_path) -> None:
+    """`die_with_parent` (the launcher's and the testbed's preexec_fn): a
+    benchmark killed with SIGKILL leaves no service running."""
+    pidfile = tmp_path / "child.pid"
+    parent_code = (
+        "import subprocess, sys, time\n"
+        "from shiftcraft.process import die_with_parent\n"
+        "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'],"
+        " preexec_fn=die_with_parent)\n"
+        f"open({str(pidfile)!r}, 'w').write(str(p.pid))\n"
+        "time.sleep(60)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", parent_code], cwd=REPO)
+    try:
+        deadline = time.monotonic() + 20
+        while not (pidfile.exists() and pidfile.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        child = int(pidfile.read_text())
+        os.kill(child, 0)  # running
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+            with open(f"/proc/{child}/stat") as f:
+                if f.read().split(")")[-1].split()[0] == "Z":
+                    break  # dead, waiting for init to reap it
+        except (ProcessLookupError, FileNotFoundError):
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(child, signal.SIGKILL)
+        raise AssertionError("the child outlived its killed parent")

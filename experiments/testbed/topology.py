@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import ipaddress
 import itertools
 import os
@@ -51,6 +50,7 @@ from experiments.testbed.netns import (
     emulation_support,
     socket_in_netns,
 )
+from shiftcraft.process import die_with_parent
 
 LOOPBACK = "127.0.0.1"
 _testbed_ids = itertools.count(1)
@@ -60,11 +60,6 @@ class TestbedError(RuntimeError):
     """The topology cannot be built as asked (bad name, emulation unavailable...)."""
 
     __test__ = False  # not a pytest test class despite the name
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _signal_group(proc: asyncio.subprocess.Process, sig: int) -> None:
@@ -118,7 +113,7 @@ class Host:
         if self.testbed.closed:
             raise TestbedError("the testbed is closed")
         kwargs.setdefault("start_new_session", True)
-        kwargs.setdefault("preexec_fn", _die_with_parent)
+        kwargs.setdefault("preexec_fn", die_with_parent)
         proc = await asyncio.create_subprocess_exec(
             *self.command(argv), env=self.environment(env), **kwargs
         )
