@@ -75,9 +75,10 @@ def test_a_non_root_process_falls_back_to_loopback_and_says_why() -> None:
     # give the unprivileged process a world-readable copy of the package.
     tmp = Path(tempfile.mkdtemp(prefix="sc-nonroot-"))
     try:
-        shutil.copytree(
-            REPO / "experiments", tmp / "experiments", ignore=shutil.ignore_patterns("__pycache__")
-        )
+        for package in ("experiments", "shiftcraft"):  # (the testbed uses shiftcraft.process)
+            shutil.copytree(
+                REPO / package, tmp / package, ignore=shutil.ignore_patterns("__pycache__")
+            )
         for path in [tmp, *tmp.rglob("*")]:
             path.chmod(0o755 if path.is_dir() else 0o644)
         # (not root already: this process's own rights will do)
