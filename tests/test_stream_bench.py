@@ -48,3 +48,4 @@ def test_stream_capacity_bench_keys() -> None:
     assert [s["sessions"] for s in r["steps"]][:1] == [1]
     step = r["steps"][0]
     assert 0 < step["node_cpu_cores"] <= step["machine_cpu_cores"] + 0.05, step
+    assert step["node_cpu_ms_per_frame"] > 0, step

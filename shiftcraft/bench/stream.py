@@ -430,6 +430,11 @@ async def measure_capacity(args: argparse.Namespace) -> dict[str, Any]:
                     "render_ms_p50": round(statistics.median(renders), 2) if renders else None,
                     # CPU in the window, in cores; "client": this process (all N clients).
                     **{f"{k}_cpu_cores": round((cpu1[k] - cpu0[k]) / (t1 - t0), 2) for k in cpu0},
+                    # What a frame shown costs the node (render, encode, networking):
+                    # capacity is the cores left to it over this times the frame rate.
+                    "node_cpu_ms_per_frame": round(
+                        1000 * (cpu1["node"] - cpu0["node"]) / max(1.0, sum(fps) * (t1 - t0)), 2
+                    ),
                     "loadavg_1m": round(os.getloadavg()[0], 2),
                 }
                 steps.append(step)
