@@ -7,6 +7,7 @@ requirement here before the test runs.
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -19,8 +20,20 @@ REQUIREMENTS: dict[str, tuple[Callable[[], bool], str]] = {
         lambda: os.geteuid() == 0,
         "needs root: network namespaces, TUN devices, cgroups (CI runs as root)",
     ),
+    "nobody": (
+        lambda: _has_user("nobody"),
+        "needs a user `nobody` to drop privileges to (every Debian system has one)",
+    ),
     "chromium": (
         lambda: Path(CHROMIUM).exists(),
         "needs Debian's chromium (.ci/run: apt-get install chromium)",
     ),
 }
+
+
+def _has_user(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True

@@ -21,7 +21,6 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "tests" / "data"
-ROOT = os.geteuid() == 0
 
 
 def experiment(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -54,7 +53,7 @@ def events_of(run_dir: Path) -> list[dict]:
         "loopback",
         pytest.param(
             "emulated",
-            marks=pytest.mark.skipif(not ROOT, reason="needs root: namespaces and TUN devices"),
+            marks=pytest.mark.requires("root"),
         ),
     ],
 )
