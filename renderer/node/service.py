@@ -565,10 +565,10 @@ def staggered_start(now: float, interval: float, others: Iterable[float]) -> flo
     ``interval`` seconds, given the next ticks of the sessions already
     streaming: the middle of the widest gap between their phases.
 
-    Sessions that tick together queue behind each other for the render
-    workers and then leave them idle; spread over the interval (a quarter
-    apart for four at one rate) each frame meets free workers, and the
-    node's load is even instead of a burst every frame."""
+    Sessions that tick together reach the render workers in a burst each
+    interval and leave them idle between bursts; spread over it (a quarter
+    apart for four at one rate) the load is even. (On the 2-core development
+    machine `stream-capacity` showed no gain from it within its noise.)"""
     phases = sorted((t - now) % interval for t in others)
     if not phases:
         return now

@@ -437,15 +437,14 @@ class StreamSession:
                 interval = 1.0 / self.fps
                 tick = next_t
                 next_t += interval
-                self.next_tick = next_t
                 late = time.monotonic() - next_t
                 if late > 0:
                     # Behind by whole frames: skip those ticks instead of queueing them.
                     skipped = int(late / interval) + 1
                     next_t += skipped * interval
-                    self.next_tick = next_t
                     self.stats.dropped += skipped
                     metrics.dropped.inc(skipped)
+                self.next_tick = next_t
                 pose = self.camera.pose()
                 avatars = node.world.avatars(time.monotonic(), exclude=self.player)
                 rendered = await loop.run_in_executor(

@@ -313,7 +313,9 @@ def _cpu_times(server: ServerProcess, node: NodeChild) -> dict[str, float]:
     import psutil
 
     m = psutil.cpu_times()
-    out = {"machine": sum(m) - m.idle - getattr(m, "iowait", 0.0)}
+    # (Linux counts guest time in user time too: not twice here.)
+    idle = sum(getattr(m, f, 0.0) for f in ("idle", "iowait", "guest", "guest_nice"))
+    out = {"machine": sum(m) - idle}
     for key, pid in (("sim", server.child.pid), ("node", node.child.pid), ("client", os.getpid())):
         try:
             t = psutil.Process(pid).cpu_times()
