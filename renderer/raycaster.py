@@ -153,7 +153,8 @@ KEY_SKY = 1 << 40
 # every 2**SUB_LEVELS-th row; each later pass halves the spacing. A feature
 # narrower than that spacing can fall between the traced rays: 4 pixels is
 # a block beyond ~64 blocks at 640x360 (deep in the fog); 8 missed single
-# blocks at half that distance, unfogged.
+# blocks at half that distance, unfogged, and the checks that stop that
+# cost what the fourth pass saves (docs/render-node.md, session 6).
 SUB_LEVELS = 2
 # Blocks short of the nearest neighbour's hit where a ray traced between
 # neighbours that met only air starts (`_rows`).
