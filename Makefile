@@ -17,7 +17,7 @@ demo: $(STAMP)
 	$(VENV)/bin/shiftcraft demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q -rs
+	$(PY) -m pytest -q
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
