@@ -31,9 +31,11 @@ passes: first every 4th pixel of every 4th row, then the rest of the even
 rows and columns, then the others. A traced pixel records a plain-hit key
 (the plane of the opaque or leaf face that ended its ray, and the water
 surface it crossed, if any, with nothing else composited in front; or
-`KEY_SKY` for a ray that met nothing), its voxel and its distance. A pixel
-of a later pass whose 2 or 4 neighbours of the pass before (left/right,
-above/below or the corners) share a key is drawn without a trace: the sky
+`KEY_SKY` for a ray that met nothing; or, for a ray that went through a
+hole in the leaf face it met first, that face's key marked `KEY_HOLE`),
+its voxel and its distance. A pixel of a later pass whose 2 or 4
+neighbours of the pass before (left/right, above/below or the corners)
+share a key (holes or not) is drawn without a trace: the sky
 by its colour, a face by `_reuse` (ray/plane intersection, a check that the
 voxels there are what a trace would meet, then the same texel, light,
 water and fog terms). The rest are traced, starting just short of the
@@ -149,6 +151,14 @@ KEY_DEEP = 1 << 15
 KEY_WATER_SHIFT = 16
 # The ray met nothing and composited nothing: the sky's own colour.
 KEY_SKY = 1 << 40
+# The ray met air, then a leaf face, and went on through a hole in it: that
+# face's key with this bit. The pixels around meet the same face (`_rows`
+# reuses it for them where their own texel is not a hole).
+KEY_HOLE = 1 << 41
+# The per-thread AO cache (`_lit`): corners of the faces met lately, in a
+# direct-mapped table (a face's pixels come back to it row after row).
+AO_SLOTS = 256
+AOC_SIZE = 2 * AO_SLOTS
 # Subsampling (`_rows`): the first pass traces every 2**SUB_LEVELS-th pixel of
 # every 2**SUB_LEVELS-th row; each later pass halves the spacing. A feature
 # narrower than that spacing can fall between the traced rays: 4 pixels is
@@ -422,17 +432,16 @@ def _lit(light, t, vx, vy, vz, axis, stx, sty, stz, fu, fv, blocks, tables, cove
     ):
         light *= prm[P_SHADOW]
     if prm[P_AO] > 0.0 and t < prm[P_AO_FAR]:
-        # Neighbouring pixels mostly see the same face: its
-        # corners are kept (per thread) for the next pixel.
-        if aoc[0] != bx or aoc[1] != by or aoc[2] != bz or aoc[3] != axis or aoc[5] == 0:
-            aoc[0] = bx
-            aoc[1] = by
-            aoc[2] = bz
-            aoc[3] = axis
-            aoc[4] = _ao_corners(blocks, tables, bx, by, bz, axis, wx0, wz0, mask, lb)
-            aoc[5] = 1
+        # Neighbouring pixels mostly see the same faces: their corners are
+        # kept (per thread, per frame) in a small table keyed by the face
+        # (the voxel in front, from the window's corner, and the axis).
+        key = (((((bx - wx0 + 1) << 9) | (bz - wz0 + 1)) << 8 | (by + 1)) << 2) | axis
+        slot = 2 * (((key * -7046029254386353131) >> 40) & (AO_SLOTS - 1))  # Fibonacci hash
+        if aoc[slot] != key:
+            aoc[slot] = key
+            aoc[slot + 1] = _ao_corners(blocks, tables, bx, by, bz, axis, wx0, wz0, mask, lb)
         fade = min(1.0, 2.0 * (1.0 - t / prm[P_AO_FAR]))
-        light *= _ao_light(aoc[4], fu, fv, prm[P_AO] * fade)
+        light *= _ao_light(aoc[slot + 1], fu, fv, prm[P_AO] * fade)
     return light
 
 
@@ -448,12 +457,14 @@ def _trace(ox, oy, oz, dx, dy, dz, px, py, t0, t1, top_y, blocks, bricks, secs, 
     outline on it, where nothing was composited in front of it but,
     perhaps, the top of the water and the water below (its y in the key's
     high bits); that water surface and `KEY_DEEP` where the ray was cut
-    short in deep water; or `KEY_SKY` where it met nothing at all.
+    short in deep water; `KEY_SKY` where it met nothing at all; or the key
+    of the leaf face it met first with `KEY_HOLE` (its `_vox_key` -1, its
+    distance that face's) where it went on through a hole there.
 
     The ray alternates between traversal (tight loops) and events: a voxel
     whose medium differs from the one the ray is in (a face to shade or
     composite), or leaving water into an empty cell. ``top_y``: no block at
-    or above it. ``aoc``: this thread's AO cache (the last face's corners)."""
+    or above it. ``aoc``: this thread's AO cache (`AOC_SIZE`)."""
     wx0 = ints[I_WX0]
     wz0 = ints[I_WZ0]
     mask = ints[I_MASK]
@@ -816,6 +827,11 @@ def _trace(ox, oy, oz, dx, dy, dz, px, py, t0, t1, top_y, blocks, bricks, secs, 
                 b += trans * ca * ((1.0 - f) * cb * light + f * skb)
                 trans *= 1.0 - ca
                 medium = MEDIUM_GLASS
+            elif clean == 1:
+                # Through a hole in the first face it met: the key of that
+                # face, marked, and its distance (`_rows` brackets by it).
+                hit = _hit_key(face, vx, vy, vz, wx0, wz0) | KEY_HOLE
+                th = t
             clean = wclean  # (a face that did not stop the ray)
         else:
             # Out of water (or glass) into air: the water's keys are off.
@@ -1334,10 +1350,16 @@ def _reuse(out, px, py, sy, key, v0, v1, v2, v3, sx0, sxs, blocks, cover, ints, 
 
 
 @njit(cache=True, fastmath=True, inline="always")
+def _plane(key):
+    """A plain-hit key without `KEY_HOLE`: the face the ray met first."""
+    return key & ~KEY_HOLE if key >= 0 else key
+
+
+@njit(cache=True, fastmath=True, inline="always")
 def _air_before(key):
     """Whether a ray with this plain-hit key met nothing but air before its
     hit (or the sky): no water surface, nothing composited."""
-    return key == KEY_SKY or 0 <= key < KEY_DEEP
+    return key == KEY_SKY or 0 <= (key & ~KEY_HOLE) < KEY_DEEP
 
 
 # No reference counting in here (``_nrt=False``): with it, every array
@@ -1372,7 +1394,8 @@ def _rows(out, k, phase, tbits, tiles_x, top, sx0, sxs, blocks, bricks, secs, wb
     nrows = (height + step - 1) // step
     span = 1 << level if level >= 0 else 0  # pixels to the nearer neighbour
     if phase == 0:
-        aoc[5] = 0  # the view may have changed since the last frame
+        for i in range(0, AOC_SIZE, 2):
+            aoc[i] = -1  # the view may have changed since the last frame
     q = 0
     for m in range(k, nrows, nt):
         # While reusing, rows on the coarser grid hold half the work of the
@@ -1399,16 +1422,17 @@ def _rows(out, k, phase, tbits, tiles_x, top, sx0, sxs, blocks, bricks, secs, wb
                 i1 = i0 + span if xo != 0 else i0
                 # The traced neighbours: left and right, above and below,
                 # or the four corners; all must agree.
-                key = keys[j0, i0]
-                if key != -1 and xo != 0 and (px + span >= width or keys[j0, i1] != key):
+                # (A ray through a hole in a leaf face met that face too.)
+                key = _plane(keys[j0, i0])
+                if key != -1 and xo != 0 and (px + span >= width or _plane(keys[j0, i1]) != key):
                     key = -1
                 if (
                     key != -1
                     and yo != 0
                     and (
                         py + span >= height
-                        or keys[j1, i0] != key
-                        or (xo != 0 and keys[j1, i1] != key)
+                        or _plane(keys[j1, i0]) != key
+                        or (xo != 0 and _plane(keys[j1, i1]) != key)
                     )
                 ):
                     key = -1

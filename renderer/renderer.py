@@ -146,7 +146,7 @@ class Renderer:
         # view), each tile's beam start (by the frame), a per-thread AO cache.
         self._dil4 = np.zeros(0, dtype=np.uint8)
         self._dil16 = np.zeros(0, dtype=np.uint8)
-        self._aocache = np.zeros((numba.config.NUMBA_NUM_THREADS, 8), dtype=np.int64)
+        self._aocache = np.zeros((numba.config.NUMBA_NUM_THREADS, rc.AOC_SIZE), dtype=np.int64)
         self._fill_settings()
         self.resize(width, height)
 
@@ -235,7 +235,7 @@ class Renderer:
             numba.set_num_threads(nt)
         ints[rc.I_THREADS] = nt
         if self._aocache.shape[0] < nt:
-            self._aocache = np.zeros((nt, 8), dtype=np.int64)
+            self._aocache = np.zeros((nt, rc.AOC_SIZE), dtype=np.int64)
         ints[rc.I_TILE] = self.tile
         ints[rc.I_SUB] = 1 if self.subsample else 0
         if self._dil4.size != (view.size // 4) ** 2:

@@ -432,6 +432,29 @@ def test_subsampling_on_tiny_scenes_with_water_leaves_avatars_and_outline() -> N
     assert _diff(a, b).max() <= 2, np.argwhere(_diff(a, b) > 2)[:10]
 
 
+def test_subsampling_through_leaf_holes() -> None:
+    """A canopy close up (a texel a pixel or more, a quarter of them holes):
+    rays through a hole record the leaf face they met first, pixels around
+    them are shaded from that face where their own texel is solid, and the
+    frame is the full trace's."""
+    from renderer import raycaster as rc
+
+    canopy = [
+        (x, y, z, BlockId.LEAVES) for x in range(-4, 5) for y in range(62, 68) for z in (5, 6)
+    ]
+    wall = [(x, y, 10, BlockId.BRICK) for x in range(-8, 9) for y in range(58, 72)]
+    view = scene(*canopy, *wall)
+    sub, full = Renderer(160, 90, subsample=True), Renderer(160, 90, subsample=False)
+    for yaw in (0.0, 0.3):
+        cam = camera(yaw=yaw, pitch=-0.05)
+        a = sub.render(view, cam).copy()
+        b = full.render(view, cam)
+        keys = sub._keys
+        holes = (keys >= 0) & ((keys & rc.KEY_HOLE) != 0)
+        assert 0.05 < holes.mean() < 0.5  # traced through holes, marked
+        assert _diff(a, b).max() <= 2, (yaw, np.argwhere(_diff(a, b) > 2)[:10])
+
+
 def test_subsampled_frame_follows_an_edit() -> None:
     floor = [(x, 62, z, BlockId.GRASS) for x in range(-8, 9) for z in range(1, 20)]
     view = scene(*floor)
