@@ -62,8 +62,9 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+from client.input_pacing import TickPacer
 from shiftcraft import stream_protocol as sp
-from shiftcraft.protocol import ProtocolError
+from shiftcraft.protocol import MAX_INPUT_FRAMES, ProtocolError
 from world.raycast import RayHit
 
 log = logging.getLogger("shiftcraft.client.remote")
@@ -347,7 +348,11 @@ class RemoteStream:
         self._frame_event = asyncio.Event()
         self._first_frame = asyncio.Event()
         self._ended = asyncio.Event()
-        self._recent_inputs: deque[list] = deque(maxlen=INPUT_REDUNDANCY)
+        self._recent_inputs: deque[list] = deque(maxlen=MAX_INPUT_FRAMES)
+        self._unsent = 0  # input frames made since the last input message
+        self._last_batch = 0  # new frames in the last input message
+        self._pacer = TickPacer()
+        self._flush: asyncio.TimerHandle | None = None
         self._input_sent: dict[int, float] = {}  # seq -> monotonic send time (unresolved)
         self._input_order: deque[int] = deque()
         self._unstamped: deque[tuple[int, float, float]] = deque(maxlen=32)  # (pts, mono, wall)
@@ -654,6 +659,10 @@ class RemoteStream:
             return
         if isinstance(msg, sp.FrameStamp):
             self.matcher.add(msg)
+            if msg.tick > 0.0 and self.fps > 0:
+                # (our clock = the node's - offset)
+                local = msg.tick - self.stats.clock_offset_s
+                self._pacer.observe(local, 1.0 / self.fps, time.time())
             if self._unstamped and self.matcher.offset is not None:
                 # A frame shown before its stamp arrived: account for it now.
                 for item in list(self._unstamped):
@@ -701,8 +710,12 @@ class RemoteStream:
     def send_inputs(self, frames: Sequence[Sequence[Any]]) -> bool:
         """Send input frames ``[seq, dt, forward, strafe, yaw, pitch, flags]`` (as sent to the sim).
 
-        Each message repeats the last few frames (the channel is unreliable);
-        every new frame's send time is kept for input-to-photon.
+        Frames go out in one message per node frame, timed to arrive just
+        before the node samples the camera (`client.input_pacing`), or at
+        once until the node's tick clock is known. Each message repeats the
+        frames of the one before, and at least the last `INPUT_REDUNDANCY`
+        (the channel is unreliable). Every new frame's time here is kept
+        for input-to-photon, so pacing shows in that figure.
         """
         now = time.monotonic()
         for f in frames:
@@ -725,7 +738,26 @@ class RemoteStream:
         if not self._recent_inputs:
             return False
         self.stats.inputs_sent += len(frames)
-        return self._send(sp.InputMsg(frames=list(self._recent_inputs), t=time.time()))
+        self._unsent += len(frames)
+        if self._flush is not None:
+            return True  # the message already planned carries these too
+        wall = time.time()
+        rtt = self.stats.rtt_ms / 1000.0 if self.stats.rtt_ms is not None else None
+        at = self._pacer.send_at(wall, TickPacer.lead(rtt))
+        if at <= wall:
+            return self._flush_inputs()
+        self._flush = asyncio.get_running_loop().call_later(at - wall, self._flush_inputs)
+        return True
+
+    def _flush_inputs(self) -> bool:
+        self._flush = None
+        if self._unsent == 0:
+            return False
+        n = min(len(self._recent_inputs), max(INPUT_REDUNDANCY, self._unsent + self._last_batch))
+        frames = list(self._recent_inputs)[-n:]
+        self._last_batch = self._unsent
+        self._unsent = 0
+        return self._send(sp.InputMsg(frames=frames, t=time.time()))
 
     def send_state(
         self, ack: int, pos: Sequence[float], vel: Sequence[float], on_ground: bool, flying: bool
@@ -770,6 +802,9 @@ class RemoteStream:
             self.state = "closed"
 
     async def _teardown(self) -> None:
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
         self._ended.set()
         self._frame_event.set()
         current = asyncio.current_task()

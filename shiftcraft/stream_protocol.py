@@ -245,6 +245,10 @@ class FrameStamp(StreamMessage):
     yaw: float = spec(ANGLE)
     pitch: float = spec(ANGLE)
     hit: list | None = spec(nullable(HIT), None)  # block under the crosshair
+    # The frame's tick: when the node sampled the camera (wall clock; 0 = not
+    # sent). Ticks come every 1/fps on one clock, so a client can pace its
+    # input messages to arrive just before the next one (`client.input_pacing`).
+    tick: float = spec(TIME, 0.0)
 
 
 SIGNAL_MESSAGES: dict[str, type[StreamMessage]] = {

@@ -196,6 +196,30 @@ async def test_input_over_data_channel_turns_and_moves_camera(module_server, nod
         await stream.close()
 
 
+async def test_input_goes_out_once_a_node_frame_and_loses_no_frame(node) -> None:
+    """60 Hz input reaches a 30 fps session as about one message per node
+    frame (timed to the node's ticks from the stamps), with every frame in."""
+    stream = await open_stream(node, "pacer", width=320, height=180)
+    try:
+        await newest_stamped(stream, 0.5)  # stamps have come: the tick clock is known
+        doc0 = sessions_of(await stats(node), "pacer")[0]
+        frames = [[i, 1 / 60, 0.0, 0.0, 0.01 * i, 0.0, 0] for i in range(120)]
+        t0 = time.monotonic()
+        for i, frame in enumerate(frames):
+            stream.send_inputs([frame])
+            await asyncio.sleep(max(0.0, t0 + (i + 1) / 60 - time.monotonic()))
+        await wait_for(
+            lambda: _stamped_with_input(stream, 119), 3.0, "a frame reflecting the last input"
+        )
+        doc1 = sessions_of(await stats(node), "pacer")[0]
+        assert doc1["inputs"] - doc0["inputs"] == 120  # every frame arrived, once
+        messages = doc1["channel_messages_in"] - doc0["channel_messages_in"]
+        # ~2 s of 30 ticks plus a few pings, where one message a frame would be 120+.
+        assert messages <= 75, messages
+    finally:
+        await stream.close()
+
+
 async def _stamped_with_input(stream: RemoteStream, seq: int) -> ShownFrame | None:
     shown = await stream.next_frame(timeout=0.5)
     if shown is not None and shown.stamp is not None and shown.stamp.input >= seq:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from aiortc.rtp import RtpPacket
 
+from client.input_pacing import TickPacer
 from client.remote import MarkerJitterBuffer, StampMatcher, signalling_url
 from renderer.encoder import VIDEO_TIME_BASE, EncoderConfig, StreamClock, VideoEncoder, to_yuv
 from renderer.node.camera import CameraDriver
@@ -363,3 +364,36 @@ def test_sessions_frame_ticks_are_spread_over_the_interval() -> None:
     # others' ticks may lie anywhere in time: only their phase matters
     assert staggered_start(now, iv, [now + 5 * iv + 0.2 * iv]) == pytest.approx(now + 0.7 * iv)
     assert staggered_start(now, iv, [now - 3 * iv]) == pytest.approx(now + 0.5 * iv)
+
+
+# -- input pacing ------------------------------------------------------------------------
+def test_tick_pacer_sends_at_once_until_it_has_heard_a_tick() -> None:
+    pacer = TickPacer()
+    assert pacer.send_at(100.0, 0.005) == 100.0
+    pacer.observe(100.0, 1 / 30, now=100.0)
+    assert pacer.send_at(102.0, 0.005) == 102.0  # the stamps stopped: unpaced again
+    pacer.observe(0.0, 1 / 30, now=102.0)  # a node that sends no tick: ignored
+    assert pacer.send_at(102.0, 0.005) == 102.0
+
+
+def test_tick_pacer_sends_lead_before_the_next_tick_that_can_still_be_met() -> None:
+    pacer = TickPacer()
+    interval = 1 / 30
+    pacer.observe(10.0, interval, now=10.0)
+    lead = 0.005
+    for now in np.linspace(10.0, 10.5, 97):
+        at = pacer.send_at(float(now), lead)
+        assert at >= now
+        arrives = at + lead
+        # it arrives by a tick, and that tick is the first it could have made
+        k = round((arrives - 10.0) / interval)
+        assert abs(10.0 + k * interval - arrives) < 1e-9 or at == now
+        if at > now:
+            assert 10.0 + (k - 1) * interval < now + lead  # the tick before was out of reach
+    # Close to the slot, or past it: at once.
+    assert pacer.send_at(10.0 + interval - lead - 0.001, lead) == 10.0 + interval - lead - 0.001
+
+
+def test_tick_pacer_lead_is_half_the_round_trip_plus_margin() -> None:
+    assert TickPacer.lead(None) == pytest.approx(0.004)
+    assert TickPacer.lead(0.090) == pytest.approx(0.049)

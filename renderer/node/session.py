@@ -446,6 +446,7 @@ class StreamSession:
                     metrics.dropped.inc(skipped)
                 self.next_tick = next_t
                 pose = self.camera.pose()
+                tick_wall = time.time() - (time.monotonic() - tick)
                 avatars = node.world.avatars(time.monotonic(), exclude=self.player)
                 rendered = await loop.run_in_executor(
                     node.pool,
@@ -459,7 +460,7 @@ class StreamSession:
                     await sending  # encodes stay in order, one at a time
                 if self.ended:
                     break
-                sending = loop.create_task(self._encode_and_send(rendered, pose, tick))
+                sending = loop.create_task(self._encode_and_send(rendered, pose, tick, tick_wall))
             if sending is not None:
                 await sending
         except RuntimeError:
@@ -470,13 +471,15 @@ class StreamSession:
             if sending is not None and not sending.done():
                 sending.cancel()
 
-    async def _encode_and_send(self, rendered: Rendered, pose, tick: float) -> None:
+    async def _encode_and_send(
+        self, rendered: Rendered, pose, tick: float, tick_wall: float
+    ) -> None:
         keyframe = self._keyframe_due(time.monotonic())
         result: FrameResult = await asyncio.get_running_loop().run_in_executor(
             self.node.encode_pool, self.pipeline.encode, rendered, keyframe
         )
         if not self.ended:
-            self._send_frame(result, pose, tick)
+            self._send_frame(result, pose, tick, tick_wall)
 
     def _keyframe_due(self, now: float) -> bool:
         if self._want_key and now - self._last_key_at >= KEYFRAME_MIN_INTERVAL_S:
@@ -484,7 +487,7 @@ class StreamSession:
             return True
         return False
 
-    def _send_frame(self, r: FrameResult, pose, tick: float) -> None:
+    def _send_frame(self, r: FrameResult, pose, tick: float, tick_wall: float) -> None:
         enc = r.encoded
         now = time.monotonic()
         stats = self.stats
@@ -512,6 +515,7 @@ class StreamSession:
             yaw=pose.yaw,
             pitch=pose.pitch,
             hit=[hit.x, hit.y, hit.z, *hit.normal, hit.block] if hit is not None else None,
+            tick=round(tick_wall, 6),
         )
         # The stamp goes first so it is there when the frame is decoded.
         self._send_channel(stamp)
@@ -556,6 +560,7 @@ class StreamSession:
             "encoder_rebuilds": s.rebuilds,
             "bytes_sent": s.bytes_sent,
             "inputs": s.inputs,
+            "channel_messages_in": s.messages_in,
             "render_ms_p50": _median(s.render_ms),
             "encode_ms_p50": _median(s.encode_ms),
             "render_ms_max": _max(s.render_ms),
