@@ -498,23 +498,7 @@ def _trace(ox, oy, oz, dx, dy, dz, px, py, t0, t1, top_y, blocks, bricks, secs, 
     for i in range(ints[I_AVATARS]):
         if not _in_rect(px, py, avatars, i):
             continue
-        ta = (avatars[i, A_MIN] - ox) * invx
-        tb = (avatars[i, A_MAX] - ox) * invx
-        ax = 0
-        tn = min(ta, tb)
-        tf = max(ta, tb)
-        ta = (avatars[i, A_MIN + 1] - oy) * invy
-        tb = (avatars[i, A_MAX + 1] - oy) * invy
-        if min(ta, tb) > tn:
-            tn = min(ta, tb)
-            ax = 1
-        tf = min(tf, max(ta, tb))
-        ta = (avatars[i, A_MIN + 2] - oz) * invz
-        tb = (avatars[i, A_MAX + 2] - oz) * invz
-        if min(ta, tb) > tn:
-            tn = min(ta, tb)
-            ax = 2
-        tf = min(tf, max(ta, tb))
+        tn, tf, ax = _avatar_slabs(avatars, i, ox, oy, oz, invx, invy, invz)
         if tn <= tf and tn > 0.0 and tn < tlim:
             tlim = tn
             av = i
@@ -910,6 +894,30 @@ def _trace(ox, oy, oz, dx, dy, dz, px, py, t0, t1, top_y, blocks, bricks, secs, 
 
 
 @njit(cache=True, fastmath=True, inline="always")
+def _avatar_slabs(avatars, i, ox, oy, oz, invx, invy, invz):
+    """Where the ray from (ox, oy, oz) enters and leaves avatar ``i``'s box
+    (slab test; it misses where enter > leave) and the axis it enters across."""
+    ta = (avatars[i, A_MIN] - ox) * invx
+    tb = (avatars[i, A_MAX] - ox) * invx
+    ax = 0
+    tn = min(ta, tb)
+    tf = max(ta, tb)
+    ta = (avatars[i, A_MIN + 1] - oy) * invy
+    tb = (avatars[i, A_MAX + 1] - oy) * invy
+    if min(ta, tb) > tn:
+        tn = min(ta, tb)
+        ax = 1
+    tf = min(tf, max(ta, tb))
+    ta = (avatars[i, A_MIN + 2] - oz) * invz
+    tb = (avatars[i, A_MAX + 2] - oz) * invz
+    if min(ta, tb) > tn:
+        tn = min(ta, tb)
+        ax = 2
+    tf = min(tf, max(ta, tb))
+    return tn, tf, ax
+
+
+@njit(cache=True, fastmath=True, inline="always")
 def _in_rect(px, py, avatars, i):
     """Whether pixel (px, py) lies in avatar ``i``'s rectangle (`_avatar_rects`)."""
     return (
@@ -1110,18 +1118,7 @@ def _avatar_before(t, dx, dy, dz, px, py, ints, prm, avatars):
     for i in range(ints[I_AVATARS]):
         if not _in_rect(px, py, avatars, i):
             continue
-        ta = (avatars[i, A_MIN] - ox) * invx
-        tb = (avatars[i, A_MAX] - ox) * invx
-        tn = min(ta, tb)
-        tf = max(ta, tb)
-        ta = (avatars[i, A_MIN + 1] - oy) * invy
-        tb = (avatars[i, A_MAX + 1] - oy) * invy
-        tn = max(tn, min(ta, tb))
-        tf = min(tf, max(ta, tb))
-        ta = (avatars[i, A_MIN + 2] - oz) * invz
-        tb = (avatars[i, A_MAX + 2] - oz) * invz
-        tn = max(tn, min(ta, tb))
-        tf = min(tf, max(ta, tb))
+        tn, tf, _ax = _avatar_slabs(avatars, i, ox, oy, oz, invx, invy, invz)
         if tn <= tf and tn > 0.0 and tn < t:
             return True
     return False
