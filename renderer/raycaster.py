@@ -360,14 +360,12 @@ def _vox_key(xi, y, zi, bid):
 
 
 @njit(cache=True, fastmath=True, inline="always")
-def _surface(t, vx, vy, vz, axis, stx, sty, stz, ox, oy, oz, dx, dy, dz, bid, prm, atlas,
+def _surface(hx, hy, hz, t, vx, vy, vz, axis, stx, sty, stz, dx, dy, dz, bid, prm, atlas,
              tables):  # fmt: skip
-    """Where a ray entering voxel (vx, vy, vz) across ``axis`` at ``t`` meets
-    its face: (fu, fv) on the face, the face index, |cos| of the incidence
-    and the mip-mapped texel (r, g, b, alpha)."""
-    hx = ox + dx * t
-    hy = oy + dy * t
-    hz = oz + dz * t
+    """Where a ray (unit direction (dx, dy, dz)) entering voxel (vx, vy, vz)
+    across ``axis`` meets its face, at (hx, hy, hz), ``t`` from the eye: (fu,
+    fv) on the face, the face index, |cos| of the incidence and the
+    mip-mapped texel (r, g, b, alpha)."""
     if axis == 0:
         fu = hz - vz
         fv = hy - vy
@@ -393,16 +391,19 @@ def _surface(t, vx, vy, vz, axis, stx, sty, stz, ox, oy, oz, dx, dy, dz, bid, pr
     if (face == 0) | (face == 5):
         tu = 15 - tu
     tv = int(fv * 16.0) if axis == 1 else 15 - int(fv * 16.0)
-    # Mip level: texels under one pixel (faces seen edge-on show more).
-    foot = t * prm[P_PIX_ANGLE] * 16.0 / max(cos, 0.3)
+    # Mip level: texels under one pixel (faces seen edge-on show more). The
+    # footprint is t * pixel angle * 16 / max(cos, 0.3), compared without
+    # the division: one step less between the hit and the texel's load.
+    foot = t * prm[P_PIX_ANGLE] * 16.0
+    c = max(cos, 0.3)
     lod = 0
-    if foot > 1.5:
+    if foot > 1.5 * c:
         lod = 1
-        if foot > 3.0:
+        if foot > 3.0 * c:
             lod = 2
-            if foot > 6.0:
+            if foot > 6.0 * c:
                 lod = 3
-                if foot > 12.0:
+                if foot > 12.0 * c:
                     lod = 4
     s = tables[T_SLOT + bid]
     return (
@@ -757,8 +758,8 @@ def _trace(ox, oy, oz, dx, dy, dz, px, py, t0, t1, top_y, blocks, bricks, secs, 
         elif k != KIND_AIR:
             # Where the ray enters this voxel, and the texel there.
             fu, fv, face, cos, cr, cg, cb, ca = _surface(
-                t, vx, vy, vz, axis, stx, sty, stz, ox, oy, oz, dx, dy, dz, bid, prm, atlas,
-                tables,
+                ox + dx * t, oy + dy * t, oz + dz * t, t, vx, vy, vz, axis, stx, sty, stz,
+                dx, dy, dz, bid, prm, atlas, tables,
             )  # fmt: skip
             light = prm[P_FACE_SHADE + face]
             outline = False
@@ -1084,13 +1085,21 @@ def _dilate(src, dst, bits):
 
 
 @njit(cache=True, fastmath=True, inline="always")
-def _ray_dir(px, sy, sx0, sxs, prm):
-    """The unit direction of pixel column ``px``'s ray in the row at screen
-    coordinate ``sy`` (before normalising, linear in both)."""
+def _ray_raw(px, sy, sx0, sxs, prm):
+    """The direction of pixel column ``px``'s ray in the row at screen
+    coordinate ``sy``, not normalised (linear in both)."""
     sx = sx0 + px * sxs
     dx = prm[P_FWD] + sx * prm[P_RIGHT] + sy * prm[P_UP]
     dy = prm[P_FWD + 1] + sx * prm[P_RIGHT + 1] + sy * prm[P_UP + 1]
     dz = prm[P_FWD + 2] + sx * prm[P_RIGHT + 2] + sy * prm[P_UP + 2]
+    return dx, dy, dz
+
+
+@njit(cache=True, fastmath=True, inline="always")
+def _ray_dir(px, sy, sx0, sxs, prm):
+    """The unit direction of pixel column ``px``'s ray in the row at screen
+    coordinate ``sy``."""
+    dx, dy, dz = _ray_raw(px, sy, sx0, sxs, prm)
     n = 1.0 / math.sqrt(dx * dx + dy * dy + dz * dz)
     return dx * n, dy * n, dz * n
 
@@ -1173,7 +1182,16 @@ def _reuse(out, px, py, sy, key, v0, v1, v2, v3, sx0, sxs, blocks, cover, ints, 
     neighbours' `_vox_key`; where the face is one of theirs, its block and
     what lies in front are known without reading the view (a cache miss
     each, most of the cost here)."""
-    dx, dy, dz = _ray_dir(px, sy, sx0, sxs, prm)
+    # The hit on the key's plane comes from the raw direction (ux, uy, uz):
+    # its division is then the only step between the pixel and the voxel and
+    # texel it reads; the unit direction and the distance (a square root)
+    # are worked out beside it, for the shading.
+    ux, uy, uz = _ray_raw(px, sy, sx0, sxs, prm)
+    ulen = math.sqrt(ux * ux + uy * uy + uz * uz)
+    n = 1.0 / ulen
+    dx = ux * n
+    dy = uy * n
+    dz = uz * n
     ox = prm[P_OX]
     oy = prm[P_OY]
     oz = prm[P_OZ]
@@ -1222,8 +1240,9 @@ def _reuse(out, px, py, sy, key, v0, v1, v2, v3, sx0, sxs, blocks, cover, ints, 
         if blocks[(_brick_index(xm, vy + 1, zm, lb) << 6) | _local(xm, vy + 1, zm)] != 0:
             return -2, 0.0
         fu, fv, face, cos, cr, cg, cb, ca = _surface(
-            tw, vx, vy, vz, 1, stx, sty, stz, ox, oy, oz, dx, dy, dz, bid, prm, atlas, tables
-        )
+            ox + dx * tw, oy + dy * tw, oz + dz * tw, tw, vx, vy, vz, 1, stx, sty, stz, dx, dy, dz,
+            bid, prm, atlas, tables,
+        )  # fmt: skip
         light = prm[P_FACE_SHADE + face]
         r, g, b, trans, have_sky, skr, skg, skb = _water_surface(
             r, g, b, 1.0, tw, cos, cr, cg, cb, ca, light, prm, have_sky, skr, skg, skb, dx, dy, dz
@@ -1232,6 +1251,7 @@ def _reuse(out, px, py, sy, key, v0, v1, v2, v3, sx0, sxs, blocks, cover, ints, 
         tlim = min(view, tw + math.log(max(trans * 20.0, 1.0)) / prm[P_WATER_SIGMA])
     deep = (key & KEY_DEEP) != 0
     t = tlim
+    tu = 0.0
     vx = 0
     vy = 0
     vz = 0
@@ -1250,33 +1270,34 @@ def _reuse(out, px, py, sy, key, v0, v1, v2, v3, sx0, sxs, blocks, cover, ints, 
         if axis == 0:
             if (stx < 0) != (side == 1) or dx == 0.0:
                 return -2, 0.0
-            t = (p + wx0 - ox) / dx
+            tu = (p + wx0 - ox) / ux
             vx = p + wx0 - side
-            vy = math.floor(oy + dy * t)
-            vz = math.floor(oz + dz * t)
+            vy = math.floor(oy + uy * tu)
+            vz = math.floor(oz + uz * tu)
             fx = vx - stx
             fy = vy
             fz = vz
         elif axis == 1:
             if (sty < 0) != (side == 1) or dy == 0.0:
                 return -2, 0.0
-            t = (p - oy) / dy
-            vx = math.floor(ox + dx * t)
+            tu = (p - oy) / uy
+            vx = math.floor(ox + ux * tu)
             vy = p - side
-            vz = math.floor(oz + dz * t)
+            vz = math.floor(oz + uz * tu)
             fx = vx
             fy = vy - sty
             fz = vz
         else:
             if (stz < 0) != (side == 1) or dz == 0.0:
                 return -2, 0.0
-            t = (p + wz0 - oz) / dz
-            vx = math.floor(ox + dx * t)
-            vy = math.floor(oy + dy * t)
+            tu = (p + wz0 - oz) / uz
+            vx = math.floor(ox + ux * tu)
+            vy = math.floor(oy + uy * tu)
             vz = p + wz0 - side
             fx = vx
             fy = vy
             fz = vz - stz
+        t = tu * ulen
         if not (t > tw and t < tlim):
             return -2, 0.0  # (past tlim in water: a full trace goes deep)
         if vy < 0 or vy >= H_WORLD or fy < 0:
@@ -1326,8 +1347,9 @@ def _reuse(out, px, py, sy, key, v0, v1, v2, v3, sx0, sxs, blocks, cover, ints, 
         b += trans * ((1.0 - f) * prm[P_WATER_COLOR + 2] + f * skb)
     else:
         fu, fv, face, _cos, cr, cg, cb, ca = _surface(
-            t, vx, vy, vz, axis, stx, sty, stz, ox, oy, oz, dx, dy, dz, bid, prm, atlas, tables
-        )
+            ox + ux * tu, oy + uy * tu, oz + uz * tu, t, vx, vy, vz, axis, stx, sty, stz,
+            dx, dy, dz, bid, prm, atlas, tables,
+        )  # fmt: skip
         if k == KIND_CUTOUT and ca < 0.5:
             return -2, 0.0  # a hole in the leaves
         if medium == MEDIUM_WATER:
