@@ -360,12 +360,14 @@ def _vox_key(xi, y, zi, bid):
 
 
 @njit(cache=True, fastmath=True, inline="always")
-def _surface(hx, hy, hz, t, vx, vy, vz, axis, stx, sty, stz, dx, dy, dz, bid, prm, atlas,
+def _surface(hx, hy, hz, foot, vx, vy, vz, axis, stx, sty, stz, dx, dy, dz, dlen, bid, prm, atlas,
              tables):  # fmt: skip
-    """Where a ray (unit direction (dx, dy, dz)) entering voxel (vx, vy, vz)
-    across ``axis`` meets its face, at (hx, hy, hz), ``t`` from the eye: (fu,
-    fv) on the face, the face index, |cos| of the incidence and the
-    mip-mapped texel (r, g, b, alpha)."""
+    """Where a ray along (dx, dy, dz), of length ``dlen`` (1 for a unit
+    vector), entering voxel (vx, vy, vz) across ``axis`` meets its face, at
+    (hx, hy, hz): (fu, fv) on the face, the face index, |(dx, dy, dz)| along
+    the axis (|cos| of the incidence times ``dlen``) and the mip-mapped texel
+    (r, g, b, alpha). ``foot``: the hit's distance times the pixel angle,
+    16 (texels a block) and ``dlen``."""
     if axis == 0:
         fu = hz - vz
         fv = hy - vy
@@ -393,9 +395,9 @@ def _surface(hx, hy, hz, t, vx, vy, vz, axis, stx, sty, stz, dx, dy, dz, bid, pr
     tv = int(fv * 16.0) if axis == 1 else 15 - int(fv * 16.0)
     # Mip level: texels under one pixel (faces seen edge-on show more). The
     # footprint is t * pixel angle * 16 / max(cos, 0.3), compared without
-    # the division: one step less between the hit and the texel's load.
-    foot = t * prm[P_PIX_ANGLE] * 16.0
-    c = max(cos, 0.3)
+    # the division (both sides times dlen): one step less between the hit
+    # and the texel's load.
+    c = max(cos, 0.3 * dlen)
     lod = 0
     if foot > 1.5 * c:
         lod = 1
@@ -669,7 +671,9 @@ def _trace(ox, oy, oz, dx, dy, dz, px, py, t0, t1, top_y, blocks, bricks, secs, 
                 steps += 1
                 if steps > MAX_STEPS:
                     break
-                bid = blocks[base | (ly << 4) | (lz << 2) | lx]
+                # (an unsigned index: numba then skips its negative-index
+                # fix-up, and the array's length need not stay in a register)
+                bid = blocks[np.uint64(base | (ly << 4) | (lz << 2) | lx)]
                 # (in air, the common case, any block is an event: no table)
                 if (bid != 0) if medium == MEDIUM_NONE else (tables[T_MEDIUM + bid] != medium):
                     event = 1
@@ -758,8 +762,8 @@ def _trace(ox, oy, oz, dx, dy, dz, px, py, t0, t1, top_y, blocks, bricks, secs, 
         elif k != KIND_AIR:
             # Where the ray enters this voxel, and the texel there.
             fu, fv, face, cos, cr, cg, cb, ca = _surface(
-                ox + dx * t, oy + dy * t, oz + dz * t, t, vx, vy, vz, axis, stx, sty, stz,
-                dx, dy, dz, bid, prm, atlas, tables,
+                ox + dx * t, oy + dy * t, oz + dz * t, t * prm[P_PIX_ANGLE] * 16.0, vx, vy, vz,
+                axis, stx, sty, stz, dx, dy, dz, 1.0, bid, prm, atlas, tables,
             )  # fmt: skip
             light = prm[P_FACE_SHADE + face]
             outline = False
@@ -1203,9 +1207,9 @@ def _reuse(out, px, py, sy, key, v0, v1, v2, v3, sx0, sxs, blocks, cover, ints, 
     tx = ints[I_TARGET] if ints[I_HAS_TARGET] != 0 else -(1 << 40)
     ty = ints[I_TARGET + 1]
     tz = ints[I_TARGET + 2]
-    stx = 1 if dx >= 0.0 else -1
-    sty = 1 if dy >= 0.0 else -1
-    stz = 1 if dz >= 0.0 else -1
+    stx = 1 if ux >= 0.0 else -1
+    sty = 1 if uy >= 0.0 else -1
+    stz = 1 if uz >= 0.0 else -1
     have_sky = False
     skr = 0.0
     skg = 0.0
@@ -1220,14 +1224,15 @@ def _reuse(out, px, py, sy, key, v0, v1, v2, v3, sx0, sxs, blocks, cover, ints, 
     wp = key >> KEY_WATER_SHIFT
     if wp > 0:
         # The top of the water, as `_trace` composites it.
-        if dy >= 0.0:
+        if uy >= 0.0:
             return -2, 0.0
-        tw = (wp - oy) / dy
+        twu = (wp - oy) / uy
+        tw = twu * ulen
         if not (tw > 0.0 and tw < view):
             return -2, 0.0
-        vx = math.floor(ox + dx * tw)
+        vx = math.floor(ox + ux * twu)
         vy = wp - 1
-        vz = math.floor(oz + dz * tw)
+        vz = math.floor(oz + uz * twu)
         if (((vx - wx0) | (vz - wz0)) & ~mask) != 0 or vy >= H_WORLD - 1:
             return -2, 0.0
         if vx == tx and vy == ty and vz == tz:
@@ -1240,8 +1245,8 @@ def _reuse(out, px, py, sy, key, v0, v1, v2, v3, sx0, sxs, blocks, cover, ints, 
         if blocks[(_brick_index(xm, vy + 1, zm, lb) << 6) | _local(xm, vy + 1, zm)] != 0:
             return -2, 0.0
         fu, fv, face, cos, cr, cg, cb, ca = _surface(
-            ox + dx * tw, oy + dy * tw, oz + dz * tw, tw, vx, vy, vz, 1, stx, sty, stz, dx, dy, dz,
-            bid, prm, atlas, tables,
+            ox + ux * twu, oy + uy * twu, oz + uz * twu, tw * prm[P_PIX_ANGLE] * 16.0, vx, vy, vz,
+            1, stx, sty, stz, dx, dy, dz, 1.0, bid, prm, atlas, tables,
         )  # fmt: skip
         light = prm[P_FACE_SHADE + face]
         r, g, b, trans, have_sky, skr, skg, skb = _water_surface(
@@ -1268,7 +1273,7 @@ def _reuse(out, px, py, sy, key, v0, v1, v2, v3, sx0, sxs, blocks, cover, ints, 
         side = 1 - (face & 1)  # even faces (+x, +y, +z) lie on the far side
         # The voxel behind the plane where the ray meets it, and the one in front.
         if axis == 0:
-            if (stx < 0) != (side == 1) or dx == 0.0:
+            if (stx < 0) != (side == 1) or ux == 0.0:
                 return -2, 0.0
             tu = (p + wx0 - ox) / ux
             vx = p + wx0 - side
@@ -1278,7 +1283,7 @@ def _reuse(out, px, py, sy, key, v0, v1, v2, v3, sx0, sxs, blocks, cover, ints, 
             fy = vy
             fz = vz
         elif axis == 1:
-            if (sty < 0) != (side == 1) or dy == 0.0:
+            if (sty < 0) != (side == 1) or uy == 0.0:
                 return -2, 0.0
             tu = (p - oy) / uy
             vx = math.floor(ox + ux * tu)
@@ -1288,7 +1293,7 @@ def _reuse(out, px, py, sy, key, v0, v1, v2, v3, sx0, sxs, blocks, cover, ints, 
             fy = vy - sty
             fz = vz
         else:
-            if (stz < 0) != (side == 1) or dz == 0.0:
+            if (stz < 0) != (side == 1) or uz == 0.0:
                 return -2, 0.0
             tu = (p + wz0 - oz) / uz
             vx = math.floor(ox + ux * tu)
@@ -1346,9 +1351,11 @@ def _reuse(out, px, py, sy, key, v0, v1, v2, v3, sx0, sxs, blocks, cover, ints, 
         g += trans * ((1.0 - f) * prm[P_WATER_COLOR + 1] + f * skg)
         b += trans * ((1.0 - f) * prm[P_WATER_COLOR + 2] + f * skb)
     else:
+        # (the footprint times ulen: tu * ulen * ulen, no square root)
         fu, fv, face, _cos, cr, cg, cb, ca = _surface(
-            ox + ux * tu, oy + uy * tu, oz + uz * tu, t, vx, vy, vz, axis, stx, sty, stz,
-            dx, dy, dz, bid, prm, atlas, tables,
+            ox + ux * tu, oy + uy * tu, oz + uz * tu,
+            tu * (ux * ux + uy * uy + uz * uz) * prm[P_PIX_ANGLE] * 16.0, vx, vy, vz, axis,
+            stx, sty, stz, ux, uy, uz, ulen, bid, prm, atlas, tables,
         )  # fmt: skip
         if k == KIND_CUTOUT and ca < 0.5:
             return -2, 0.0  # a hole in the leaves
