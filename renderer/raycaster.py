@@ -407,10 +407,15 @@ def _surface(hx, hy, hz, foot, vx, vy, vz, axis, stx, sty, stz, dx, dy, dz, dlen
                 lod = 3
                 if foot > 12.0 * c:
                     lod = 4
-    s = tables[T_SLOT + bid]
+    # (unsigned indices: numba skips its negative-index fix-up, one per axis)
+    lu = np.uint64(lod)
+    su = np.uint64(tables[T_SLOT + bid])
+    fu_ = np.uint64(fk)
+    vu = np.uint64(tv)
+    uu = np.uint64(tu)
     return (
-        fu, fv, face, cos, atlas[lod, s, fk, tv, tu, 0], atlas[lod, s, fk, tv, tu, 1],
-        atlas[lod, s, fk, tv, tu, 2], atlas[lod, s, fk, tv, tu, 3],
+        fu, fv, face, cos, atlas[lu, su, fu_, vu, uu, 0], atlas[lu, su, fu_, vu, uu, 1],
+        atlas[lu, su, fu_, vu, uu, 2], atlas[lu, su, fu_, vu, uu, 3],
     )  # fmt: skip
 
 
@@ -1111,9 +1116,11 @@ def _ray_dir(px, sy, sx0, sxs, prm):
 @njit(cache=True, fastmath=True, inline="always")
 def _put(out, px, py, r, g, b):
     """Write a pixel's colour (0..1 per channel) as bytes."""
-    out[py, px, 0] = int(min(max(r, 0.0), 1.0) * 255.0 + 0.5)
-    out[py, px, 1] = int(min(max(g, 0.0), 1.0) * 255.0 + 0.5)
-    out[py, px, 2] = int(min(max(b, 0.0), 1.0) * 255.0 + 0.5)
+    y = np.uint64(py)  # (unsigned: no negative-index fix-up)
+    x = np.uint64(px)
+    out[y, x, 0] = int(min(max(r, 0.0), 1.0) * 255.0 + 0.5)
+    out[y, x, 1] = int(min(max(g, 0.0), 1.0) * 255.0 + 0.5)
+    out[y, x, 2] = int(min(max(b, 0.0), 1.0) * 255.0 + 0.5)
 
 
 @njit(cache=True, fastmath=True, inline="always")
