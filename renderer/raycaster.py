@@ -235,6 +235,13 @@ def _local(x, y, z):
 
 
 @njit(cache=True, fastmath=True, inline="always")
+def _u(i):
+    """An index as unsigned: numba then skips its negative-index fix-up (a
+    compare, an add of the axis length, and that length kept live)."""
+    return np.uint64(i)
+
+
+@njit(cache=True, fastmath=True, inline="always")
 def _occ(blocks, tables, x, y, z, wx0, wz0, mask, lb):
     """1 if the voxel darkens its neighbours' corners (outside the view: 0)."""
     if y < 0 or y >= H_WORLD:
@@ -243,7 +250,9 @@ def _occ(blocks, tables, x, y, z, wx0, wz0, mask, lb):
         return 0
     xi = x & mask
     zi = z & mask
-    return tables[T_OCCLUDES + blocks[(_brick_index(xi, y, zi, lb) << 6) | _local(xi, y, zi)]]
+    return tables[
+        _u(T_OCCLUDES + blocks[_u((_brick_index(xi, y, zi, lb) << 6) | _local(xi, y, zi))])
+    ]
 
 
 @njit(cache=True, fastmath=True, inline="always")
@@ -409,7 +418,7 @@ def _surface(hx, hy, hz, foot, vx, vy, vz, axis, stx, sty, stz, dx, dy, dz, dlen
                     lod = 4
     # (unsigned indices: numba skips its negative-index fix-up, one per axis)
     lu = np.uint64(lod)
-    su = np.uint64(tables[T_SLOT + bid])
+    su = np.uint64(tables[_u(T_SLOT + bid)])
     fu_ = np.uint64(fk)
     vu = np.uint64(tv)
     uu = np.uint64(tu)
@@ -436,7 +445,7 @@ def _lit(light, t, vx, vy, vz, axis, stx, sty, stz, fu, fv, blocks, tables, cove
     if (
         by < H_WORLD
         and not (((bx - wx0) | (bz - wz0)) & ~mask)
-        and by < cover[bz & mask, bx & mask]
+        and by < cover[_u(bz & mask), _u(bx & mask)]
     ):
         light *= prm[P_SHADOW]
     if prm[P_AO] > 0.0 and t < prm[P_AO_FAR]:
@@ -553,7 +562,7 @@ def _trace(ox, oy, oz, dx, dy, dz, px, py, t0, t1, top_y, blocks, bricks, secs, 
         if 0 <= y1 < H_WORLD and not (((x1 - wx0) | (z1 - wz0)) & notmask):
             xm = x1 & mask
             zm = z1 & mask
-            if blocks[(_brick_index(xm, y1, zm, lb) << 6) | _local(xm, y1, zm)] == 0:
+            if blocks[_u((_brick_index(xm, y1, zm, lb) << 6) | _local(xm, y1, zm))] == 0:
                 t0 = t1
     if t0 > t and inside:
         # The tile's beam showed nothing but air up to t0: start there.
@@ -599,18 +608,18 @@ def _trace(ox, oy, oz, dx, dy, dz, px, py, t0, t1, top_y, blocks, bricks, secs, 
             ylo = 0
             yhi = H_WORLD
             col16 = ((zi >> 4) << ls) | (xi >> 4)
-            h = int(heights16[col16])
+            h = int(heights16[_u(col16)])
             if vy >= h:
                 ylo = h
-            elif secs[((vy >> 4) << (ls + ls)) | col16] == 0:
+            elif secs[_u(((vy >> 4) << (ls + ls)) | col16)] == 0:
                 ylo = vy & -16
                 yhi = ylo + 16
             else:
                 csz = 4
-                h = int(heights4[((zi >> 2) << lb) | (xi >> 2)])
+                h = int(heights4[_u(((zi >> 2) << lb) | (xi >> 2))])
                 if vy >= h:
                     ylo = h
-                elif bricks[_brick_index(xi, vy, zi, lb)] == 0:
+                elif bricks[_u(_brick_index(xi, vy, zi, lb))] == 0:
                     ylo = vy & -4
                     yhi = ylo + 4
                 else:
@@ -619,10 +628,10 @@ def _trace(ox, oy, oz, dx, dy, dz, px, py, t0, t1, top_y, blocks, bricks, secs, 
             if not skip and medium == MEDIUM_WATER:
                 # Under water, a section or brick of nothing but water is
                 # crossed in one step too (the ray stays in water).
-                if wsecs[((vy >> 4) << (ls + ls)) | col16] == 4096:
+                if wsecs[_u(((vy >> 4) << (ls + ls)) | col16)] == 4096:
                     in_water = True
                     csz = 16
-                elif wbricks[_brick_index(xi, vy, zi, lb)] == 64:
+                elif wbricks[_u(_brick_index(xi, vy, zi, lb))] == 64:
                     in_water = True
                 if in_water:
                     skip = True
@@ -680,7 +689,7 @@ def _trace(ox, oy, oz, dx, dy, dz, px, py, t0, t1, top_y, blocks, bricks, secs, 
                 # fix-up, and the array's length need not stay in a register)
                 bid = blocks[np.uint64(base | (ly << 4) | (lz << 2) | lx)]
                 # (in air, the common case, any block is an event: no table)
-                if (bid != 0) if medium == MEDIUM_NONE else (tables[T_MEDIUM + bid] != medium):
+                if (bid != 0) if medium == MEDIUM_NONE else (tables[_u(T_MEDIUM + bid)] != medium):
                     event = 1
                     break
                 if tmx < tmy:
@@ -712,7 +721,7 @@ def _trace(ox, oy, oz, dx, dy, dz, px, py, t0, t1, top_y, blocks, bricks, secs, 
                         or ny >= top_y
                         or tn >= tlim
                         or (((nx - wx0) | (nz - wz0)) & notmask)
-                        or bricks[_brick_index(nx & mask, ny, nz & mask, lb)] == 0
+                        or bricks[_u(_brick_index(nx & mask, ny, nz & mask, lb))] == 0
                     ):
                         break  # left the brick for an empty one (or the view)
                     base = _brick_index(nx & mask, ny, nz & mask, lb) << 6
@@ -751,7 +760,7 @@ def _trace(ox, oy, oz, dx, dy, dz, px, py, t0, t1, top_y, blocks, bricks, secs, 
         if event == 2:
             clean = 0
             continue
-        k = tables[T_KIND + bid]
+        k = tables[_u(T_KIND + bid)]
         if axis < 0:
             # The eye is inside this voxel: no face to draw.
             clean = 0
@@ -1246,10 +1255,10 @@ def _reuse(out, px, py, sy, key, v0, v1, v2, v3, sx0, sxs, blocks, cover, ints, 
             return -2, 0.0
         xm = vx & mask
         zm = vz & mask
-        bid = blocks[(_brick_index(xm, vy, zm, lb) << 6) | _local(xm, vy, zm)]
-        if tables[T_KIND + bid] != KIND_WATER:
+        bid = blocks[_u((_brick_index(xm, vy, zm, lb) << 6) | _local(xm, vy, zm))]
+        if tables[_u(T_KIND + bid)] != KIND_WATER:
             return -2, 0.0
-        if blocks[(_brick_index(xm, vy + 1, zm, lb) << 6) | _local(xm, vy + 1, zm)] != 0:
+        if blocks[_u((_brick_index(xm, vy + 1, zm, lb) << 6) | _local(xm, vy + 1, zm))] != 0:
             return -2, 0.0
         fu, fv, face, cos, cr, cg, cb, ca = _surface(
             ox + ux * twu, oy + uy * twu, oz + uz * twu, tw * prm[P_PIX_ANGLE] * 16.0, vx, vy, vz,
@@ -1334,17 +1343,17 @@ def _reuse(out, px, py, sy, key, v0, v1, v2, v3, sx0, sxs, blocks, cover, ints, 
         if bid >= 0:
             # A neighbour's ray ended on this very face, with the same medium
             # (the key says) in front of it.
-            k = tables[T_KIND + bid]
+            k = tables[_u(T_KIND + bid)]
         else:
-            bid = blocks[(_brick_index(xm, vy, zm, lb) << 6) | _local(xm, vy, zm)]
-            k = tables[T_KIND + bid]
+            bid = blocks[_u((_brick_index(xm, vy, zm, lb) << 6) | _local(xm, vy, zm))]
+            k = tables[_u(T_KIND + bid)]
             if k != KIND_OPAQUE and k != KIND_CUTOUT:
                 return -2, 0.0
             if fy < H_WORLD:
                 xm = fx & mask
                 zm = fz & mask
-                front = blocks[(_brick_index(xm, fy, zm, lb) << 6) | _local(xm, fy, zm)]
-                if tables[T_MEDIUM + front] != medium:
+                front = blocks[_u((_brick_index(xm, fy, zm, lb) << 6) | _local(xm, fy, zm))]
+                if tables[_u(T_MEDIUM + front)] != medium:
                     return -2, 0.0
             elif medium != MEDIUM_NONE:
                 return -2, 0.0
@@ -1456,40 +1465,44 @@ def _rows(out, k, phase, tbits, tiles_x, top, sx0, sxs, blocks, bricks, secs, wb
                 # The traced neighbours: left and right, above and below,
                 # or the four corners; all must agree.
                 # (A ray through a hole in a leaf face met that face too.)
-                key = _plane(keys[j0, i0])
-                if key != -1 and xo != 0 and (px + span >= width or _plane(keys[j0, i1]) != key):
+                key = _plane(keys[_u(j0), _u(i0)])
+                if (
+                    key != -1
+                    and xo != 0
+                    and (px + span >= width or _plane(keys[_u(j0), _u(i1)]) != key)
+                ):
                     key = -1
                 if (
                     key != -1
                     and yo != 0
                     and (
                         py + span >= height
-                        or _plane(keys[j1, i0]) != key
-                        or (xo != 0 and _plane(keys[j1, i1]) != key)
+                        or _plane(keys[_u(j1), _u(i0)]) != key
+                        or (xo != 0 and _plane(keys[_u(j1), _u(i1)]) != key)
                     )
                 ):
                     key = -1
                 if key == KEY_SKY:
                     if _reuse_sky(out, px, py, sy, sx0, sxs, ints, prm, avatars):
                         if level >= 1:
-                            keys[py >> 1, px >> 1] = KEY_SKY
-                            voxs[py >> 1, px >> 1] = -1
-                            dists[py >> 1, px >> 1] = FAR
+                            keys[_u(py >> 1), _u(px >> 1)] = KEY_SKY
+                            voxs[_u(py >> 1), _u(px >> 1)] = -1
+                            dists[_u(py >> 1), _u(px >> 1)] = FAR
                         continue
                 elif key >= 0:
-                    v0 = voxs[j0, i0]
-                    v1 = voxs[j0, i1]
-                    v2 = voxs[j1, i0]
-                    v3 = voxs[j1, i1]
+                    v0 = voxs[_u(j0), _u(i0)]
+                    v1 = voxs[_u(j0), _u(i1)]
+                    v2 = voxs[_u(j1), _u(i0)]
+                    v3 = voxs[_u(j1), _u(i1)]
                     hv, th = _reuse(
                         out, px, py, sy, key, v0, v1, v2, v3, sx0, sxs, blocks, cover,
                         ints, prm, atlas, tables, avatars, aoc,
                     )  # fmt: skip
                     if hv != -2:
                         if level >= 1:
-                            keys[py >> 1, px >> 1] = key
-                            voxs[py >> 1, px >> 1] = hv
-                            dists[py >> 1, px >> 1] = th
+                            keys[_u(py >> 1), _u(px >> 1)] = key
+                            voxs[_u(py >> 1), _u(px >> 1)] = hv
+                            dists[_u(py >> 1), _u(px >> 1)] = th
                         continue
             t0 = starts[row + (px >> tbits)] if tile > 0 else 0.0
             # Traced after all: where the neighbours' rays met nothing but air
@@ -1502,21 +1515,24 @@ def _rows(out, k, phase, tbits, tiles_x, top, sx0, sxs, blocks, bricks, secs, wb
                 level >= 0
                 and (xo == 0 or px + span < width)
                 and (yo == 0 or py + span < height)
-                and _air_before(keys[j0, i0])
-                and _air_before(keys[j0, i1])
-                and _air_before(keys[j1, i0])
-                and _air_before(keys[j1, i1])
+                and _air_before(keys[_u(j0), _u(i0)])
+                and _air_before(keys[_u(j0), _u(i1)])
+                and _air_before(keys[_u(j1), _u(i0)])
+                and _air_before(keys[_u(j1), _u(i1)])
             ):
-                t1 = min(min(dists[j0, i0], dists[j0, i1]), min(dists[j1, i0], dists[j1, i1]))
+                t1 = min(
+                    min(dists[_u(j0), _u(i0)], dists[_u(j0), _u(i1)]),
+                    min(dists[_u(j1), _u(i0)], dists[_u(j1), _u(i1)]),
+                )
                 t1 = t1 - BRACKET_MARGIN if t1 < FAR else 0.0
             hit, hv, th = _pixel(
                 out, px, py, sy, t0, t1, top, sx0, sxs, blocks, bricks, secs, wbricks, wsecs,
                 heights4, heights16, cover, ints, prm, atlas, tables, avatars, aoc,
             )  # fmt: skip
             if first or level >= 1:
-                keys[py >> 1, px >> 1] = hit
-                voxs[py >> 1, px >> 1] = hv
-                dists[py >> 1, px >> 1] = th
+                keys[_u(py >> 1), _u(px >> 1)] = hit
+                voxs[_u(py >> 1), _u(px >> 1)] = hv
+                dists[_u(py >> 1), _u(px >> 1)] = th
 
 
 @njit(parallel=True, cache=True, fastmath=True, nogil=True)
@@ -1544,7 +1560,7 @@ def render_frame(out, blocks, bricks, secs, wbricks, wsecs, heights4, heights16,
     # it are done (exact, where the view's own top_y is per section).
     top = np.int64(0)  # (a literal 0 here made numba compile `_rows` twice)
     for i in range(heights16.size):
-        top = max(top, heights16[i])
+        top = max(top, heights16[_u(i)])
     if tile > 0:
         lb = ints[I_BRICK_BITS]
         _dilate(heights4, dil4, lb)
