@@ -318,7 +318,14 @@ def _need_sky(f, have, skr, skg, skb, dx, dy, dz, prm):
 @njit(cache=True, fastmath=True, inline="always")
 def _water_volume(r, g, b, trans, t0, t1, prm, skr, skg, skb):
     """Composite the water the ray crossed from t0 to t1 (Beer-Lambert)."""
-    a = 1.0 - math.exp(-prm[P_WATER_SIGMA] * (t1 - t0))
+    return _water_cover(r, g, b, trans, math.exp(-prm[P_WATER_SIGMA] * (t1 - t0)), t0, prm, skr,
+                        skg, skb)  # fmt: skip
+
+
+@njit(cache=True, fastmath=True, inline="always")
+def _water_cover(r, g, b, trans, left, t0, prm, skr, skg, skb):
+    """Composite water entered at t0 that lets ``left`` of the light through."""
+    a = 1.0 - left
     f = _fog(t0, prm)
     r += trans * a * ((1.0 - f) * prm[P_WATER_COLOR] + f * skr)
     g += trans * a * ((1.0 - f) * prm[P_WATER_COLOR + 1] + f * skg)
@@ -1236,7 +1243,8 @@ def _reuse(out, px, py, sy, key, v0, v1, v2, v3, sx0, sxs, blocks, cover, ints, 
     trans = 1.0
     medium = MEDIUM_NONE
     tw = 0.0
-    tlim = view
+    reach = 0.0  # below the surface: 20x what of the bottom shows through it
+    left = 1.0  # what the water in front lets through
     wp = key >> KEY_WATER_SHIFT
     if wp > 0:
         # The top of the water, as `_trace` composites it.
@@ -1269,9 +1277,12 @@ def _reuse(out, px, py, sy, key, v0, v1, v2, v3, sx0, sxs, blocks, cover, ints, 
             r, g, b, 1.0, tw, cos, cr, cg, cb, ca, light, prm, have_sky, skr, skg, skb, dx, dy, dz
         )
         medium = MEDIUM_WATER
-        tlim = min(view, tw + math.log(max(trans * 20.0, 1.0)) / prm[P_WATER_SIGMA])
+        # `_trace` goes no deeper than where the bottom would show under 5 %
+        # (ln(20 trans) / sigma below the surface); the tests below ask the
+        # same of the water's absorption, exp(-sigma d), with no log.
+        reach = trans * 20.0
     deep = (key & KEY_DEEP) != 0
-    t = tlim
+    t = view
     tu = 0.0
     vx = 0
     vy = 0
@@ -1280,8 +1291,8 @@ def _reuse(out, px, py, sy, key, v0, v1, v2, v3, sx0, sxs, blocks, cover, ints, 
     k = KIND_AIR
     bid = 0
     if deep:
-        if wp == 0 or tlim >= view:
-            return -2, 0.0
+        if wp == 0 or reach * math.exp(-prm[P_WATER_SIGMA] * (view - tw)) >= 1.0:
+            return -2, 0.0  # (the bottom would show before the view distance)
     else:
         face = key & ((1 << KEY_FACE_BITS) - 1)
         p = (key >> KEY_FACE_BITS) & ((KEY_DEEP - 1) >> KEY_FACE_BITS)
@@ -1319,8 +1330,12 @@ def _reuse(out, px, py, sy, key, v0, v1, v2, v3, sx0, sxs, blocks, cover, ints, 
             fy = vy
             fz = vz - stz
         t = tu * ulen
-        if not (t > tw and t < tlim):
-            return -2, 0.0  # (past tlim in water: a full trace goes deep)
+        if not (t > tw and t < view):
+            return -2, 0.0
+        if medium == MEDIUM_WATER:
+            left = math.exp(-prm[P_WATER_SIGMA] * (t - tw))
+            if reach * left <= 1.0:
+                return -2, 0.0  # too deep under water: a full trace goes deep
         if vy < 0 or vy >= H_WORLD or fy < 0:
             return -2, 0.0
         if (((vx - wx0) | (vz - wz0) | (fx - wx0) | (fz - wz0)) & ~mask) != 0:
@@ -1379,7 +1394,7 @@ def _reuse(out, px, py, sy, key, v0, v1, v2, v3, sx0, sxs, blocks, cover, ints, 
             have_sky, skr, skg, skb = _need_sky(
                 _fog(tw, prm), have_sky, skr, skg, skb, dx, dy, dz, prm
             )
-            r, g, b, trans = _water_volume(r, g, b, trans, tw, t, prm, skr, skg, skb)
+            r, g, b, trans = _water_cover(r, g, b, trans, left, tw, prm, skr, skg, skb)
         light = _lit(prm[P_FACE_SHADE + face], t, vx, vy, vz, axis, stx, sty, stz, fu, fv, blocks,
                      tables, cover, ints, prm, aoc)  # fmt: skip
         f = _fog(t, prm)
