@@ -116,8 +116,12 @@ async def test_conditions_change_during_the_run() -> None:
         await asyncio.sleep(1.5)
         await tb.set_link(A, B, LinkConditions(delay_ms=25))
         rtts = [r for r in (await result_of(ping, timeout=60))["rtt_ms"][b.address] if r]
-        assert median(rtts[:15]) == pytest.approx(10.0, rel=0.15)
-        assert median(rtts[-15:]) == pytest.approx(50.0, rel=0.10)
+        before, after = median(rtts[:15]), median(rtts[-15:])
+        # The configured RTT is a floor; the ping and echo processes add their
+        # own time to it (1-3 ms on a busy 2-core machine), the same before
+        # and after the change: the change itself is what must be exact.
+        assert 9.0 <= before <= 16.0, before
+        assert after - before == pytest.approx(40.0, rel=0.10), (before, after)
         assert [(e.src, e.dst, e.conditions.delay_ms) for e in tb.events][-2:] == [
             (A, B, 25), (B, A, 25)
         ]  # fmt: skip
