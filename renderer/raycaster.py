@@ -55,6 +55,16 @@ loop body (the trace inlined there took 3-7 minutes to compile, now about
 one). Rows are interleaved between threads (row = k, k + n, k + 2n, ...),
 so the cheap sky rows and the expensive horizon rows are spread evenly.
 
+The kernel is bound by latency, not arithmetic: a pixel costs the chain
+of dependent steps from its coordinates to its texel and its colour, and
+the processor overlaps little else with it. So rays start from the raw
+(unnormalised) direction where they can (the normalisation's square root
+and division run beside the plane intersection or the DDA's set-up, for
+the shading), the mip level is chosen without a division, water depth is
+tested on its absorption rather than with a log, and every array index is
+unsigned (`_u`: numba then adds no negative-index fix-up, whose axis
+lengths the register allocator would have to keep).
+
 Parameters travel in two flat arrays (``prm`` float64, ``ints`` int64)
 indexed by the constants below; `renderer.Renderer` fills them.
 """
@@ -132,7 +142,8 @@ P_FOG = 42  # 1 = fog on
 P_OUTLINE = 43  # 3: colour of the target outline
 P_AO_FAR = 46  # AO fades out up to this distance (costly and invisible far away)
 P_FOG_SCALE = 47  # 1 / (view distance - fog start)
-N_PARAMS = 48
+P_AO_FAR_INV = 48  # 1 / P_AO_FAR (a multiplication in the shading, not a division)
+N_PARAMS = 49
 
 I_WX0, I_WZ0, I_MASK = 0, 1, 2  # window origin (blocks), width - 1
 I_TARGET = 4  # 3: x, y, z
@@ -464,14 +475,15 @@ def _lit(light, t, vx, vy, vz, axis, stx, sty, stz, fu, fv, blocks, tables, cove
         if aoc[slot] != key:
             aoc[slot] = key
             aoc[slot + 1] = _ao_corners(blocks, tables, bx, by, bz, axis, wx0, wz0, mask, lb)
-        fade = min(1.0, 2.0 * (1.0 - t / prm[P_AO_FAR]))
+        fade = min(1.0, 2.0 * (1.0 - t * prm[P_AO_FAR_INV]))
         light *= _ao_light(aoc[slot + 1], fu, fv, prm[P_AO] * fade)
     return light
 
 
 @njit(cache=True, fastmath=True, inline="always")
-def _trace(ox, oy, oz, dx, dy, dz, px, py, t0, t1, top_y, blocks, bricks, secs, wbricks, wsecs,
-           heights4, heights16, cover, ints, prm, atlas, tables, avatars, aoc):  # fmt: skip
+def _trace(ox, oy, oz, dx, dy, dz, invx, invy, invz, px, py, t0, t1, top_y, blocks, bricks, secs,
+           wbricks, wsecs, heights4, heights16, cover, ints, prm, atlas, tables, avatars,
+           aoc):  # fmt: skip
     """Colour (r, g, b in 0..1) seen along one ray, starting at ``t0`` (the
     beam pre-pass showed only air before it) or at ``t1`` if that is later
     and in air (the traced rays around it met nothing before); (px, py):
@@ -504,9 +516,6 @@ def _trace(ox, oy, oz, dx, dy, dz, px, py, t0, t1, top_y, blocks, bricks, secs, 
     stx = 1 if dx >= 0.0 else -1
     sty = 1 if dy >= 0.0 else -1
     stz = 1 if dz >= 0.0 else -1
-    invx = 1.0 / dx if dx != 0.0 else FAR
-    invy = 1.0 / dy if dy != 0.0 else FAR
-    invz = 1.0 / dz if dz != 0.0 else FAR
     tdx = abs(invx)
     tdy = abs(invy)
     tdz = abs(invz)
@@ -1165,9 +1174,15 @@ def _pixel(out, px, py, sy, t0, t1, top, sx0, sxs, blocks, bricks, secs, wbricks
            heights4, heights16, cover, ints, prm, atlas, tables, avatars, aoc):  # fmt: skip
     """Trace one pixel (``sy``: its row's screen coordinate) and write it;
     returns the ray's plain-hit key, `_vox_key` and hit distance (`_trace`)."""
-    dx, dy, dz = _ray_dir(px, sy, sx0, sxs, prm)
+    # The DDA's steps (1 / the unit direction) come from the raw direction:
+    # ulen / u, its division beside the square root, not after it.
+    ux, uy, uz = _ray_raw(px, sy, sx0, sxs, prm)
+    ulen = math.sqrt(ux * ux + uy * uy + uz * uz)
+    n = 1.0 / ulen
     r, g, b, hit, hv, th = _trace(
-        prm[P_OX], prm[P_OY], prm[P_OZ], dx, dy, dz, px, py, t0, t1, top,
+        prm[P_OX], prm[P_OY], prm[P_OZ], ux * n, uy * n, uz * n,
+        ulen / ux if ux != 0.0 else FAR, ulen / uy if uy != 0.0 else FAR,
+        ulen / uz if uz != 0.0 else FAR, px, py, t0, t1, top,
         blocks, bricks, secs, wbricks, wsecs, heights4, heights16, cover, ints, prm, atlas, tables,
         avatars, aoc,
     )  # fmt: skip

@@ -176,6 +176,7 @@ class Renderer:
         p[rc.P_WATER_ALPHA] = s.water_alpha
         p[rc.P_AO] = s.ao
         p[rc.P_AO_FAR] = s.ao_far
+        p[rc.P_AO_FAR_INV] = 1.0 / s.ao_far if s.ao_far > 0 else 0.0
         p[rc.P_SHADOW] = s.shadow
         p[rc.P_FACE_SHADE : rc.P_FACE_SHADE + 6] = face_shades(s.sun, s.ambient)
         p[rc.P_FOG] = 1.0 if s.fog else 0.0
