@@ -434,15 +434,14 @@ def _surface(hx, hy, hz, foot, vx, vy, vz, axis, stx, sty, stz, dx, dy, dz, dlen
                 lod = 3
                 if foot > 12.0 * c:
                     lod = 4
-    # (unsigned indices: numba skips its negative-index fix-up, one per axis)
-    lu = np.uint64(lod)
-    su = np.uint64(tables[_u(T_SLOT + bid)])
-    fu_ = np.uint64(fk)
-    vu = np.uint64(tv)
-    uu = np.uint64(tu)
+    lo = _u(lod)
+    s = _u(tables[_u(T_SLOT + bid)])
+    k = _u(fk)
+    v = _u(tv)
+    u = _u(tu)
     return (
-        fu, fv, face, cos, atlas[lu, su, fu_, vu, uu, 0], atlas[lu, su, fu_, vu, uu, 1],
-        atlas[lu, su, fu_, vu, uu, 2], atlas[lu, su, fu_, vu, uu, 3],
+        fu, fv, face, cos, atlas[lo, s, k, v, u, 0], atlas[lo, s, k, v, u, 1],
+        atlas[lo, s, k, v, u, 2], atlas[lo, s, k, v, u, 3],
     )  # fmt: skip
 
 
@@ -701,9 +700,7 @@ def _trace(ox, oy, oz, dx, dy, dz, invx, invy, invz, px, py, t0, t1, top_y, bloc
                 steps += 1
                 if steps > MAX_STEPS:
                     break
-                # (an unsigned index: numba then skips its negative-index
-                # fix-up, and the array's length need not stay in a register)
-                bid = blocks[np.uint64(base | (ly << 4) | (lz << 2) | lx)]
+                bid = blocks[_u(base | (ly << 4) | (lz << 2) | lx)]
                 # (in air, the common case, any block is an event: no table)
                 if (bid != 0) if medium == MEDIUM_NONE else (tables[_u(T_MEDIUM + bid)] != medium):
                     event = 1
@@ -1130,19 +1127,30 @@ def _ray_raw(px, sy, sx0, sxs, prm):
 
 
 @njit(cache=True, fastmath=True, inline="always")
+def _ray(px, sy, sx0, sxs, prm):
+    """Pixel column ``px``'s ray in the row at screen coordinate ``sy``: its
+    raw direction (`_ray_raw`), that vector's length and the unit direction.
+    Work from the raw one where a hit is wanted fast: the length's square
+    root and division then run beside it."""
+    ux, uy, uz = _ray_raw(px, sy, sx0, sxs, prm)
+    ulen = math.sqrt(ux * ux + uy * uy + uz * uz)
+    n = 1.0 / ulen
+    return ux, uy, uz, ulen, ux * n, uy * n, uz * n
+
+
+@njit(cache=True, fastmath=True, inline="always")
 def _ray_dir(px, sy, sx0, sxs, prm):
     """The unit direction of pixel column ``px``'s ray in the row at screen
     coordinate ``sy``."""
-    dx, dy, dz = _ray_raw(px, sy, sx0, sxs, prm)
-    n = 1.0 / math.sqrt(dx * dx + dy * dy + dz * dz)
-    return dx * n, dy * n, dz * n
+    _ux, _uy, _uz, _ulen, dx, dy, dz = _ray(px, sy, sx0, sxs, prm)
+    return dx, dy, dz
 
 
 @njit(cache=True, fastmath=True, inline="always")
 def _put(out, px, py, r, g, b):
     """Write a pixel's colour (0..1 per channel) as bytes."""
-    y = np.uint64(py)  # (unsigned: no negative-index fix-up)
-    x = np.uint64(px)
+    y = _u(py)
+    x = _u(px)
     out[y, x, 0] = int(min(max(r, 0.0), 1.0) * 255.0 + 0.5)
     out[y, x, 1] = int(min(max(g, 0.0), 1.0) * 255.0 + 0.5)
     out[y, x, 2] = int(min(max(b, 0.0), 1.0) * 255.0 + 0.5)
@@ -1174,13 +1182,11 @@ def _pixel(out, px, py, sy, t0, t1, top, sx0, sxs, blocks, bricks, secs, wbricks
            heights4, heights16, cover, ints, prm, atlas, tables, avatars, aoc):  # fmt: skip
     """Trace one pixel (``sy``: its row's screen coordinate) and write it;
     returns the ray's plain-hit key, `_vox_key` and hit distance (`_trace`)."""
-    # The DDA's steps (1 / the unit direction) come from the raw direction:
-    # ulen / u, its division beside the square root, not after it.
-    ux, uy, uz = _ray_raw(px, sy, sx0, sxs, prm)
-    ulen = math.sqrt(ux * ux + uy * uy + uz * uz)
-    n = 1.0 / ulen
+    # The DDA's steps (1 / the unit direction) as ulen / u: beside the
+    # square root, not after it.
+    ux, uy, uz, ulen, dx, dy, dz = _ray(px, sy, sx0, sxs, prm)
     r, g, b, hit, hv, th = _trace(
-        prm[P_OX], prm[P_OY], prm[P_OZ], ux * n, uy * n, uz * n,
+        prm[P_OX], prm[P_OY], prm[P_OZ], dx, dy, dz,
         ulen / ux if ux != 0.0 else FAR, ulen / uy if uy != 0.0 else FAR,
         ulen / uz if uz != 0.0 else FAR, px, py, t0, t1, top,
         blocks, bricks, secs, wbricks, wsecs, heights4, heights16, cover, ints, prm, atlas, tables,
@@ -1226,14 +1232,8 @@ def _reuse(out, px, py, sy, key, v0, v1, v2, v3, sx0, sxs, blocks, cover, ints, 
     each, most of the cost here)."""
     # The hit on the key's plane comes from the raw direction (ux, uy, uz):
     # its division is then the only step between the pixel and the voxel and
-    # texel it reads; the unit direction and the distance (a square root)
-    # are worked out beside it, for the shading.
-    ux, uy, uz = _ray_raw(px, sy, sx0, sxs, prm)
-    ulen = math.sqrt(ux * ux + uy * uy + uz * uz)
-    n = 1.0 / ulen
-    dx = ux * n
-    dy = uy * n
-    dz = uz * n
+    # texel it reads; the unit direction and the distance are for the shading.
+    ux, uy, uz, ulen, dx, dy, dz = _ray(px, sy, sx0, sxs, prm)
     ox = prm[P_OX]
     oy = prm[P_OY]
     oz = prm[P_OZ]
@@ -1422,6 +1422,16 @@ def _reuse(out, px, py, sy, key, v0, v1, v2, v3, sx0, sxs, blocks, cover, ints, 
 
 
 @njit(cache=True, fastmath=True, inline="always")
+def _keep(keys, voxs, dists, px, py, key, vox, dist):
+    """Record a pixel of a coarse pass for the next one to draw from."""
+    y = _u(py >> 1)
+    x = _u(px >> 1)
+    keys[y, x] = key
+    voxs[y, x] = vox
+    dists[y, x] = dist
+
+
+@njit(cache=True, fastmath=True, inline="always")
 def _plane(key):
     """A plain-hit key without `KEY_HOLE`: the face the ray met first."""
     return key & ~KEY_HOLE if key >= 0 else key
@@ -1515,9 +1525,7 @@ def _rows(out, k, phase, tbits, tiles_x, top, sx0, sxs, blocks, bricks, secs, wb
                 if key == KEY_SKY:
                     if _reuse_sky(out, px, py, sy, sx0, sxs, ints, prm, avatars):
                         if level >= 1:
-                            keys[_u(py >> 1), _u(px >> 1)] = KEY_SKY
-                            voxs[_u(py >> 1), _u(px >> 1)] = -1
-                            dists[_u(py >> 1), _u(px >> 1)] = FAR
+                            _keep(keys, voxs, dists, px, py, KEY_SKY, -1, FAR)
                         continue
                 elif key >= 0:
                     v0 = voxs[_u(j0), _u(i0)]
@@ -1530,9 +1538,7 @@ def _rows(out, k, phase, tbits, tiles_x, top, sx0, sxs, blocks, bricks, secs, wb
                     )  # fmt: skip
                     if hv != -2:
                         if level >= 1:
-                            keys[_u(py >> 1), _u(px >> 1)] = key
-                            voxs[_u(py >> 1), _u(px >> 1)] = hv
-                            dists[_u(py >> 1), _u(px >> 1)] = th
+                            _keep(keys, voxs, dists, px, py, key, hv, th)
                         continue
             t0 = starts[row + (px >> tbits)] if tile > 0 else 0.0
             # Traced after all: where the neighbours' rays met nothing but air
@@ -1560,9 +1566,7 @@ def _rows(out, k, phase, tbits, tiles_x, top, sx0, sxs, blocks, bricks, secs, wb
                 heights4, heights16, cover, ints, prm, atlas, tables, avatars, aoc,
             )  # fmt: skip
             if first or level >= 1:
-                keys[_u(py >> 1), _u(px >> 1)] = hit
-                voxs[_u(py >> 1), _u(px >> 1)] = hv
-                dists[_u(py >> 1), _u(px >> 1)] = th
+                _keep(keys, voxs, dists, px, py, hit, hv, th)
 
 
 @njit(parallel=True, cache=True, fastmath=True, nogil=True)
@@ -1590,7 +1594,7 @@ def render_frame(out, blocks, bricks, secs, wbricks, wsecs, heights4, heights16,
     # it are done (exact, where the view's own top_y is per section).
     top = np.int64(0)  # (a literal 0 here made numba compile `_rows` twice)
     for i in range(heights16.size):
-        top = max(top, heights16[_u(i)])
+        top = max(top, heights16[i])
     if tile > 0:
         lb = ints[I_BRICK_BITS]
         _dilate(heights4, dil4, lb)
