@@ -1453,7 +1453,7 @@ def _air_before(key):
 @njit(cache=True, fastmath=True, _nrt=False, error_model="numpy")
 def _rows(out, k, phase, tbits, tiles_x, top, sx0, sxs, blocks, bricks, secs, wbricks, wsecs,
           heights4, heights16, cover, ints, prm, atlas, tables, avatars, starts, aoc, keys,
-          voxs, dists):  # fmt: skip
+          voxs, dists, pend):  # fmt: skip
     """Thread ``k``'s rows of pass ``phase`` (see `render_frame`): every
     pixel (full trace), or, subsampling (`SUB_LEVELS` = 2), the pixels of
     every 4th row and column (phase 0), the rest of the even rows and
@@ -1492,75 +1492,87 @@ def _rows(out, k, phase, tbits, tiles_x, top, sx0, sxs, blocks, bricks, secs, wb
         yo = (py >> level) & 1 if level >= 0 else 0
         j0 = (py - yo * span) >> 1  # key row of the neighbours above (or on) this row
         j1 = j0 + span if yo != 0 else j0
+        # Two loops a row: the first draws what the pixels around allow
+        # (the sky, a shared face) and lists the rest; the second traces
+        # them. Apart, the short first loop keeps its values in registers
+        # instead of sharing them with the long trace.
+        n = 0
         for px in range(0, width, step):
-            xo = 0
-            i0 = 0
-            i1 = 0
+            if level < 0:
+                pend[_u(n)] = px
+                n += 1
+                continue
+            xo = (px >> level) & 1
+            if (xo | yo) == 0:
+                continue  # done in an earlier pass
+            i0 = (px - xo * span) >> 1
+            i1 = i0 + span if xo != 0 else i0
+            # The traced neighbours: left and right, above and below,
+            # or the four corners; all must agree.
+            # (A ray through a hole in a leaf face met that face too.)
+            key = _plane(keys[_u(j0), _u(i0)])
+            if (
+                key != -1
+                and xo != 0
+                and (px + span >= width or _plane(keys[_u(j0), _u(i1)]) != key)
+            ):
+                key = -1
+            if (
+                key != -1
+                and yo != 0
+                and (
+                    py + span >= height
+                    or _plane(keys[_u(j1), _u(i0)]) != key
+                    or (xo != 0 and _plane(keys[_u(j1), _u(i1)]) != key)
+                )
+            ):
+                key = -1
+            if key == KEY_SKY:
+                if _reuse_sky(out, px, py, sy, sx0, sxs, ints, prm, avatars):
+                    if level >= 1:
+                        _keep(keys, voxs, dists, px, py, KEY_SKY, -1, FAR)
+                    continue
+            elif key >= 0:
+                v0 = voxs[_u(j0), _u(i0)]
+                v1 = voxs[_u(j0), _u(i1)]
+                v2 = voxs[_u(j1), _u(i0)]
+                v3 = voxs[_u(j1), _u(i1)]
+                hv, th = _reuse(
+                    out, px, py, sy, key, v0, v1, v2, v3, sx0, sxs, blocks, cover,
+                    ints, prm, atlas, tables, avatars, aoc,
+                )  # fmt: skip
+                if hv != -2:
+                    if level >= 1:
+                        _keep(keys, voxs, dists, px, py, key, hv, th)
+                    continue
+            pend[_u(n)] = px
+            n += 1
+        for i in range(n):
+            px = pend[_u(i)]
+            t0 = starts[row + (px >> tbits)] if tile > 0 else 0.0
+            # Where the neighbours' rays met nothing but air (plain hits or
+            # the sky), this one meets nothing before the nearest of their
+            # hits either (as in `_reuse`), so it starts just short of it.
+            # Saves most of the walk of the rays along silhouettes and the
+            # horizon, the longest ones.
+            t1 = 0.0
             if level >= 0:
                 xo = (px >> level) & 1
-                if (xo | yo) == 0:
-                    continue  # done in an earlier pass
                 i0 = (px - xo * span) >> 1
                 i1 = i0 + span if xo != 0 else i0
-                # The traced neighbours: left and right, above and below,
-                # or the four corners; all must agree.
-                # (A ray through a hole in a leaf face met that face too.)
-                key = _plane(keys[_u(j0), _u(i0)])
                 if (
-                    key != -1
-                    and xo != 0
-                    and (px + span >= width or _plane(keys[_u(j0), _u(i1)]) != key)
+                    (xo == 0 or px + span < width)
+                    and (yo == 0 or py + span < height)
+                    and _air_before(keys[_u(j0), _u(i0)])
+                    and _air_before(keys[_u(j0), _u(i1)])
+                    and _air_before(keys[_u(j1), _u(i0)])
+                    and _air_before(keys[_u(j1), _u(i1)])
                 ):
-                    key = -1
-                if (
-                    key != -1
-                    and yo != 0
-                    and (
-                        py + span >= height
-                        or _plane(keys[_u(j1), _u(i0)]) != key
-                        or (xo != 0 and _plane(keys[_u(j1), _u(i1)]) != key)
+                    t1 = min(
+                        min(dists[_u(j0), _u(i0)], dists[_u(j0), _u(i1)]),
+                        min(dists[_u(j1), _u(i0)], dists[_u(j1), _u(i1)]),
                     )
-                ):
-                    key = -1
-                if key == KEY_SKY:
-                    if _reuse_sky(out, px, py, sy, sx0, sxs, ints, prm, avatars):
-                        if level >= 1:
-                            _keep(keys, voxs, dists, px, py, KEY_SKY, -1, FAR)
-                        continue
-                elif key >= 0:
-                    v0 = voxs[_u(j0), _u(i0)]
-                    v1 = voxs[_u(j0), _u(i1)]
-                    v2 = voxs[_u(j1), _u(i0)]
-                    v3 = voxs[_u(j1), _u(i1)]
-                    hv, th = _reuse(
-                        out, px, py, sy, key, v0, v1, v2, v3, sx0, sxs, blocks, cover,
-                        ints, prm, atlas, tables, avatars, aoc,
-                    )  # fmt: skip
-                    if hv != -2:
-                        if level >= 1:
-                            _keep(keys, voxs, dists, px, py, key, hv, th)
-                        continue
-            t0 = starts[row + (px >> tbits)] if tile > 0 else 0.0
-            # Traced after all: where the neighbours' rays met nothing but air
-            # (plain hits or the sky), this one meets nothing before the
-            # nearest of their hits either (as in `_reuse`), so it starts
-            # just short of it. Saves most of the walk of the rays along
-            # silhouettes and the horizon, the longest ones.
-            t1 = 0.0
-            if (
-                level >= 0
-                and (xo == 0 or px + span < width)
-                and (yo == 0 or py + span < height)
-                and _air_before(keys[_u(j0), _u(i0)])
-                and _air_before(keys[_u(j0), _u(i1)])
-                and _air_before(keys[_u(j1), _u(i0)])
-                and _air_before(keys[_u(j1), _u(i1)])
-            ):
-                t1 = min(
-                    min(dists[_u(j0), _u(i0)], dists[_u(j0), _u(i1)]),
-                    min(dists[_u(j1), _u(i0)], dists[_u(j1), _u(i1)]),
-                )
-                t1 = t1 - BRACKET_MARGIN if t1 < FAR else 0.0
+                    t1 = t1 - BRACKET_MARGIN if t1 < FAR else 0.0
             hit, hv, th = _pixel(
                 out, px, py, sy, t0, t1, top, sx0, sxs, blocks, bricks, secs, wbricks, wsecs,
                 heights4, heights16, cover, ints, prm, atlas, tables, avatars, aoc,
@@ -1572,7 +1584,7 @@ def _rows(out, k, phase, tbits, tiles_x, top, sx0, sxs, blocks, bricks, secs, wb
 @njit(parallel=True, cache=True, fastmath=True, nogil=True)
 def render_frame(out, blocks, bricks, secs, wbricks, wsecs, heights4, heights16, cover, ints, prm,
                  atlas, tables, avatars, dil4, dil16, starts, aocache, keys, voxs,
-                 dists):  # fmt: skip
+                 dists, pending):  # fmt: skip
     """Fill ``out`` (uint8[H, W, 3]) with the frame seen from the camera in ``prm``.
 
     ``dil4``, ``dil16``, ``starts``, ``keys``, ``voxs`` and ``dists`` are
@@ -1626,5 +1638,5 @@ def render_frame(out, blocks, bricks, secs, wbricks, wsecs, heights4, heights16,
             _rows(
                 out, kk, phase, tbits, tiles_x, top, sx0, sxs, blocks, bricks, secs, wbricks,
                 wsecs, heights4, heights16, cover, ints, prm, atlas, tables, avatars, starts,
-                aocache[kk], keys, voxs, dists,
+                aocache[kk], keys, voxs, dists, pending[kk],
             )  # fmt: skip

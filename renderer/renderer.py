@@ -163,6 +163,8 @@ class Renderer:
         self._keys = np.zeros(((self.height + 1) // 2, (self.width + 1) // 2), dtype=np.int64)
         self._voxs = np.zeros_like(self._keys)
         self._dists = np.zeros(self._keys.shape, dtype=np.float64)
+        # per thread, the pixels of a row left to trace (`rc._rows`)
+        self._pending = np.zeros((numba.config.NUMBA_NUM_THREADS, self.width), dtype=np.int64)
 
     def _fill_settings(self) -> None:
         s, p = self.settings, self._prm
@@ -237,6 +239,8 @@ class Renderer:
         ints[rc.I_THREADS] = nt
         if self._aocache.shape[0] < nt:
             self._aocache = np.zeros((nt, rc.AOC_SIZE), dtype=np.int64)
+        if self._pending.shape[0] < nt:
+            self._pending = np.zeros((nt, self.width), dtype=np.int64)
         ints[rc.I_TILE] = self.tile
         ints[rc.I_SUB] = 1 if self.subsample else 0
         if self._dil4.size != (view.size // 4) ** 2:
@@ -264,6 +268,7 @@ class Renderer:
             self._keys,
             self._voxs,
             self._dists,
+            self._pending,
         )
         return out
 
