@@ -1210,7 +1210,7 @@ def _reuse_sky(out, px, py, sy, sx0, sxs, ints, prm, avatars):
 
 @njit(cache=True, fastmath=True, inline="always")
 def _reuse(out, px, py, sy, key, v0, v1, v2, v3, sx0, sxs, blocks, cover, ints, prm, atlas,
-           tables, avatars, aoc):  # fmt: skip
+           tables, avatars, aoc, wet):  # fmt: skip
     """Shade pixel (px, py) from the plain-hit ``key`` (see `_trace`) the rays
     of the pixels around it share; returns the `_vox_key` of the face drawn
     (-1 in deep water) and its distance, or (-2, 0) and writes nothing
@@ -1260,7 +1260,9 @@ def _reuse(out, px, py, sy, key, v0, v1, v2, v3, sx0, sxs, blocks, cover, ints, 
     tw = 0.0
     reach = 0.0  # below the surface: 20x what of the bottom shows through it
     left = 1.0  # what the water in front lets through
-    wp = key >> KEY_WATER_SHIFT
+    # ``wet`` is a literal at each call: the copy for keys with no water
+    # folds the water's terms away (fewer live values in the common case).
+    wp = key >> KEY_WATER_SHIFT if wet else 0
     if wp > 0:
         # The top of the water, as `_trace` composites it.
         if uy >= 0.0:
@@ -1296,7 +1298,7 @@ def _reuse(out, px, py, sy, key, v0, v1, v2, v3, sx0, sxs, blocks, cover, ints, 
         # (ln(20 trans) / sigma below the surface); the tests below ask the
         # same of the water's absorption, exp(-sigma d), with no log.
         reach = trans * 20.0
-    deep = (key & KEY_DEEP) != 0
+    deep = wet and (key & KEY_DEEP) != 0
     t = view
     tu = 0.0
     vx = 0
@@ -1537,10 +1539,16 @@ def _rows(out, k, phase, tbits, tiles_x, top, sx0, sxs, blocks, bricks, secs, wb
                 v1 = voxs[_u(j0), _u(i1)]
                 v2 = voxs[_u(j1), _u(i0)]
                 v3 = voxs[_u(j1), _u(i1)]
-                hv, th = _reuse(
-                    out, px, py, sy, key, v0, v1, v2, v3, sx0, sxs, blocks, cover,
-                    ints, prm, atlas, tables, avatars, aoc,
-                )  # fmt: skip
+                if key < KEY_DEEP:  # (no water surface, not deep)
+                    hv, th = _reuse(
+                        out, px, py, sy, key, v0, v1, v2, v3, sx0, sxs, blocks, cover,
+                        ints, prm, atlas, tables, avatars, aoc, False,
+                    )  # fmt: skip
+                else:
+                    hv, th = _reuse(
+                        out, px, py, sy, key, v0, v1, v2, v3, sx0, sxs, blocks, cover,
+                        ints, prm, atlas, tables, avatars, aoc, True,
+                    )  # fmt: skip
                 if hv != -2:
                     if level >= 1:
                         _keep(keys, voxs, dists, px, py, key, hv, th)
