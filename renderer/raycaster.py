@@ -54,6 +54,9 @@ stays tiny, because numba's parallel passes grow superlinearly with the
 loop body (the trace inlined there took 3-7 minutes to compile, now about
 one). Rows are interleaved between threads (row = k, k + n, k + 2n, ...),
 so the cheap sky rows and the expensive horizon rows are spread evenly.
+Within a row of a reusing pass, one loop draws what the traced pixels
+around allow and lists the rest (``pending``, per thread), and a second
+loop traces those: kept apart, the short loop's values stay in registers.
 
 The kernel is bound by latency, not arithmetic: a pixel costs the chain
 of dependent steps from its coordinates to its texel and its colour, and
@@ -1595,10 +1598,11 @@ def render_frame(out, blocks, bricks, secs, wbricks, wsecs, heights4, heights16,
                  dists, pending):  # fmt: skip
     """Fill ``out`` (uint8[H, W, 3]) with the frame seen from the camera in ``prm``.
 
-    ``dil4``, ``dil16``, ``starts``, ``keys``, ``voxs`` and ``dists`` are
-    scratch buffers (the dilated column heights, each tile's beam start,
-    the plain-hit keys, `_vox_key` and hit distances of the even pixels:
-    each at least [(H + 1) // 2, (W + 1) // 2] when ``ints[I_SUB]`` is set);
+    ``dil4``, ``dil16``, ``starts``, ``keys``, ``voxs``, ``dists`` and
+    ``pending`` are scratch buffers (the dilated column heights, each tile's
+    beam start, the plain-hit keys, `_vox_key` and hit distances of the even
+    pixels: each at least [(H + 1) // 2, (W + 1) // 2] when ``ints[I_SUB]``
+    is set; per thread, a row's pixels left to trace: int64[threads, W]);
     ``ints[I_TILE] == 0`` turns the beam pre-pass off.
 
     With ``ints[I_SUB]`` the passes of the module docstring run one after
