@@ -202,6 +202,11 @@ async def demo(args: argparse.Namespace) -> int:
         sched_url = stack.scheduler[1]
         say(f"  scheduler on {sched_url} (state: {_http_url(sched_url)}/state)")
 
+        # The first start compiles the renderer (minutes on 2 cores): here,
+        # with progress, rather than inside the node's start timeout.
+        from renderer import warm_up
+
+        await asyncio.to_thread(warm_up, say)
         say("starting the edge render node edge-1")
         stack.node = await start_service(
             "render-node",
