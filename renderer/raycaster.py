@@ -932,24 +932,22 @@ def _trace(ox, oy, oz, dx, dy, dz, invx, invy, invz, px, py, t0, t1, top_y, bloc
 def _avatar_slabs(avatars, i, ox, oy, oz, invx, invy, invz):
     """Where the ray from (ox, oy, oz) enters and leaves avatar ``i``'s box
     (slab test; it misses where enter > leave) and the axis it enters across."""
-    ta = (avatars[i, A_MIN] - ox) * invx
-    tb = (avatars[i, A_MAX] - ox) * invx
-    ax = 0
-    tn = min(ta, tb)
-    tf = max(ta, tb)
-    ta = (avatars[i, A_MIN + 1] - oy) * invy
-    tb = (avatars[i, A_MAX + 1] - oy) * invy
+    tn = min((avatars[i, A_MIN] - ox) * invx, (avatars[i, A_MAX] - ox) * invx)
+    tf = max((avatars[i, A_MIN] - ox) * invx, (avatars[i, A_MAX] - ox) * invx)
+    tn, tf, ax = _slab(avatars, i, 1, oy, invy, tn, tf, 0)
+    return _slab(avatars, i, 2, oz, invz, tn, tf, ax)
+
+
+@njit(cache=True, fastmath=True, inline="always")
+def _slab(avatars, i, axis, o, inv, tn, tf, ax):
+    """The slab test's step for one more axis of avatar ``i``'s box: the
+    entry (and the axis it is across) and exit so far, narrowed by it."""
+    ta = (avatars[i, A_MIN + axis] - o) * inv
+    tb = (avatars[i, A_MAX + axis] - o) * inv
     if min(ta, tb) > tn:
         tn = min(ta, tb)
-        ax = 1
-    tf = min(tf, max(ta, tb))
-    ta = (avatars[i, A_MIN + 2] - oz) * invz
-    tb = (avatars[i, A_MAX + 2] - oz) * invz
-    if min(ta, tb) > tn:
-        tn = min(ta, tb)
-        ax = 2
-    tf = min(tf, max(ta, tb))
-    return tn, tf, ax
+        ax = axis
+    return tn, min(tf, max(ta, tb)), ax
 
 
 @njit(cache=True, fastmath=True, inline="always")
@@ -1437,6 +1435,16 @@ def _keep(keys, voxs, dists, px, py, key, vox, dist):
 
 
 @njit(cache=True, fastmath=True, inline="always")
+def _between(p, level, span):
+    """Pixel column (or row) ``p`` in a reusing pass at ``level``: whether it
+    lies between traced ones (1) or on one (0), and the key columns (rows)
+    of its neighbours either side (the same one when on a traced one)."""
+    o = (p >> level) & 1
+    i0 = (p - o * span) >> 1
+    return o, i0, i0 + span if o != 0 else i0
+
+
+@njit(cache=True, fastmath=True, inline="always")
 def _plane(key):
     """A plain-hit key without `KEY_HOLE`: the face the ray met first."""
     return key & ~KEY_HOLE if key >= 0 else key
@@ -1494,9 +1502,8 @@ def _rows(out, k, phase, tbits, tiles_x, top, sx0, sxs, blocks, bricks, secs, wb
         py = m * step
         row = (py >> tbits) * tiles_x if tile > 0 else 0
         sy = (1.0 - 2.0 * (py + 0.5) / height) * prm[P_TAN_V]
-        yo = (py >> level) & 1 if level >= 0 else 0
-        j0 = (py - yo * span) >> 1  # key row of the neighbours above (or on) this row
-        j1 = j0 + span if yo != 0 else j0
+        # key rows of the neighbours above (or on) and below this row
+        yo, j0, j1 = _between(py, level, span) if level >= 0 else (0, py >> 1, py >> 1)
         # Two loops a row: the first draws what the pixels around allow
         # (the sky, a shared face) and lists the rest; the second traces
         # them. Apart, the short first loop keeps its values in registers
@@ -1507,11 +1514,9 @@ def _rows(out, k, phase, tbits, tiles_x, top, sx0, sxs, blocks, bricks, secs, wb
                 pend[_u(n)] = px
                 n += 1
                 continue
-            xo = (px >> level) & 1
+            xo, i0, i1 = _between(px, level, span)
             if (xo | yo) == 0:
                 continue  # done in an earlier pass
-            i0 = (px - xo * span) >> 1
-            i1 = i0 + span if xo != 0 else i0
             # The traced neighbours: left and right, above and below,
             # or the four corners; all must agree.
             # (A ray through a hole in a leaf face met that face too.)
@@ -1568,9 +1573,7 @@ def _rows(out, k, phase, tbits, tiles_x, top, sx0, sxs, blocks, bricks, secs, wb
             # horizon, the longest ones.
             t1 = 0.0
             if level >= 0:
-                xo = (px >> level) & 1
-                i0 = (px - xo * span) >> 1
-                i1 = i0 + span if xo != 0 else i0
+                xo, i0, i1 = _between(px, level, span)
                 if (
                     (xo == 0 or px + span < width)
                     and (yo == 0 or py + span < height)

@@ -39,7 +39,13 @@ from pathlib import Path
 from typing import Any
 
 from experiments.bots.behaviours import BEHAVIOURS
-from experiments.bots.launch import BotsProcess, Child, ServerProcess, start_service
+from experiments.bots.launch import (
+    BotsProcess,
+    Child,
+    ServerProcess,
+    start_render_node,
+    start_service,
+)
 from experiments.bots.runner import percentile
 
 # The phone's battery is scaled down so the story plays in about a minute:
@@ -202,17 +208,11 @@ async def demo(args: argparse.Namespace) -> int:
         sched_url = stack.scheduler[1]
         say(f"  scheduler on {sched_url} (state: {_http_url(sched_url)}/state)")
 
-        # The first start compiles the renderer (minutes on 2 cores): here,
-        # with progress, rather than inside the node's start timeout.
-        from renderer import warm_up
-
-        await asyncio.to_thread(warm_up, say)
         say("starting the edge render node edge-1")
-        stack.node = await start_service(
-            "render-node",
+        stack.node = await start_render_node(
             ["--sim", stack.server.url, "--host", args.host, "--port", str(args.node_port),
              "--scheduler", sched_url, "--name", "edge-1", "--location", "edge"],
-            timeout=180.0,  # a first start compiles the renderer
+            progress=say,
         )  # fmt: skip
         node_url = stack.node[1]
         say(f"  edge-1 on {node_url} (browser play: {_http_url(node_url)}/)")

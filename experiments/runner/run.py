@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from experiments.bots.launch import warm_renderer
 from experiments.runner import manifest as mf
 from experiments.runner.actions import Stage, apply, set_link
 from experiments.runner.collect import MetricsTable, Scraper
@@ -42,7 +43,7 @@ from experiments.runner.nodes import (
     start_sim,
 )
 from experiments.runner.progress import Progress
-from experiments.runner.services import Service, warm_renderer
+from experiments.runner.services import Service
 from experiments.scenarios.model import DEVICE_PROFILES, ClientSpec, Run, Scenario
 from experiments.testbed.cpu import CpuLimitUnavailable
 from experiments.testbed.topology import Testbed
@@ -408,11 +409,7 @@ def _write_manifest(
 
 
 async def _warm(progress: Progress) -> None:
-    progress.message("renderer: loading its compiled kernels (compiling if the code changed)...")
-    took = await warm_renderer()
-    progress.message(
-        "renderer ready" + (f" ({took:.1f} s)" if took is not None else " (warm-up failed)")
-    )
+    await warm_renderer(progress=progress.message)
 
 
 async def run_scenario(

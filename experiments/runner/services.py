@@ -12,11 +12,8 @@ run can be diagnosed from its folder alone.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import signal
 import socket
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,36 +148,3 @@ async def spawn_service(
         svc.listening = asyncio.get_running_loop().create_future()
     svc.child = Child.attach(name, proc, svc._on_line)
     return svc
-
-
-async def warm_renderer(timeout: float = 1200.0) -> float | None:
-    """Compile the renderer's numba kernels into the disk cache, in a child process.
-
-    Clients and render nodes load the cached machine code in under a second,
-    but the first start after a change to the renderer compiles for tens of
-    seconds (minutes on a loaded 2-core machine, longer still under a
-    client's CPU limit) with its event loop blocked. Doing it once, before
-    any run, keeps that out of the measurements and the start-up timeouts.
-    Returns the seconds it took (None if it failed; each service then
-    compiles by itself, still correct, only slower to start).
-    """
-    code = "from renderer.renderer import warm_up; print(warm_up())"
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", code, cwd=str(REPO),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        start_new_session=True,
-    )  # fmt: skip
-    try:
-        async with asyncio.timeout(timeout):
-            out, _ = await proc.communicate()
-    except BaseException:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        await proc.wait()
-        if isinstance(sys.exc_info()[1], TimeoutError):
-            return None
-        raise
-    try:
-        return float(out.decode().strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        return None

@@ -53,7 +53,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments.bots.launch import Child, ServerProcess, fetch_json, start_service
+from experiments.bots.launch import Child, ServerProcess, fetch_json, start_render_node
 from shiftcraft.bench import progress
 
 INPUT_HZ = 60
@@ -103,14 +103,8 @@ class NodeChild:
 
     @classmethod
     async def start(cls, sim_url: str, *args: str, timeout: float = 120.0) -> NodeChild:
-        from renderer import warm_up
-
-        # A first run compiles the kernel (2-3 minutes on 2 cores, past the
-        # node's start timeout): do it here, with progress, so the node only
-        # loads it from the shared disk cache.
-        await asyncio.to_thread(warm_up, progress)
-        child, url = await start_service(
-            "render-node", ["--sim", sim_url, "--port", "0", *args], timeout
+        child, url = await start_render_node(
+            ["--sim", sim_url, "--port", "0", *args], timeout, progress
         )
         return cls(child, url)
 
