@@ -166,6 +166,13 @@ def to_yuv(rgb: np.ndarray, planes: np.ndarray | None = None) -> av.VideoFrame:
     return av.VideoFrame.from_ndarray(planes, format="yuv420p")
 
 
+@numba.njit(cache=True, fastmath=True, inline="always")
+def _quad(top, bottom, i):
+    """One channel summed over a 2x2 block: bytes ``i`` and ``i + 3`` of two
+    flat RGB rows."""
+    return np.int32(top[i]) + np.int32(top[i + 3]) + np.int32(bottom[i]) + np.int32(bottom[i + 3])
+
+
 @numba.njit(cache=True, fastmath=True, nogil=True)
 def _rgb_to_i420(rgb, out):
     """Y, then U, then V planes of ``out`` (uint8[H * 3 / 2, W]), in fixed point.
@@ -193,18 +200,9 @@ def _rgb_to_i420(rgb, out):
         bottom = flat[2 * cy + 1]
         for cx in range(cw):
             i = 6 * cx
-            r = (
-                np.int32(top[i]) + np.int32(top[i + 3])
-                + np.int32(bottom[i]) + np.int32(bottom[i + 3])
-            )  # fmt: skip
-            g = (
-                np.int32(top[i + 1]) + np.int32(top[i + 4])
-                + np.int32(bottom[i + 1]) + np.int32(bottom[i + 4])
-            )  # fmt: skip
-            b = (
-                np.int32(top[i + 2]) + np.int32(top[i + 5])
-                + np.int32(bottom[i + 2]) + np.int32(bottom[i + 5])
-            )  # fmt: skip
+            r = _quad(top, bottom, i)
+            g = _quad(top, bottom, i + 1)
+            b = _quad(top, bottom, i + 2)
             # (sums of 4: the mean is folded into the shift)
             u[off + cx] = (-38 * r - 74 * g + 112 * b + 512 + (128 << 10)) >> 10
             v[off + cx] = (112 * r - 94 * g - 18 * b + 512 + (128 << 10)) >> 10

@@ -932,9 +932,9 @@ def _trace(ox, oy, oz, dx, dy, dz, invx, invy, invz, px, py, t0, t1, top_y, bloc
 def _avatar_slabs(avatars, i, ox, oy, oz, invx, invy, invz):
     """Where the ray from (ox, oy, oz) enters and leaves avatar ``i``'s box
     (slab test; it misses where enter > leave) and the axis it enters across."""
-    tn = min((avatars[i, A_MIN] - ox) * invx, (avatars[i, A_MAX] - ox) * invx)
-    tf = max((avatars[i, A_MIN] - ox) * invx, (avatars[i, A_MAX] - ox) * invx)
-    tn, tf, ax = _slab(avatars, i, 1, oy, invy, tn, tf, 0)
+    ta = (avatars[i, A_MIN] - ox) * invx
+    tb = (avatars[i, A_MAX] - ox) * invx
+    tn, tf, ax = _slab(avatars, i, 1, oy, invy, min(ta, tb), max(ta, tb), 0)
     return _slab(avatars, i, 2, oz, invz, tn, tf, ax)
 
 

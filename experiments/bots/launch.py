@@ -29,9 +29,9 @@ from typing import Any
 
 from shiftcraft.process import die_with_parent
 
+REPO = Path(__file__).resolve().parents[2]  # the checkout: children run from it
 LISTENING_RE = re.compile(r"listening on (ws://[^\s]+)")
 # (stream name, line) -> True when the line was consumed (kept out of the tail).
-REPO = Path(__file__).resolve().parents[2]
 LineHandler = Callable[[str, str], bool | None]
 
 

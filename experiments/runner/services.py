@@ -19,11 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from experiments.bots.launch import LISTENING_RE, Child
+from experiments.bots.launch import LISTENING_RE, REPO, Child
 from experiments.testbed.cpu import CpuLimit
 from experiments.testbed.topology import Host
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 class ServiceError(RuntimeError):
