@@ -33,15 +33,20 @@ rows and columns, then the others. A traced pixel records a plain-hit key
 surface it crossed, if any, with nothing else composited in front; or
 `KEY_SKY` for a ray that met nothing; or, for a ray that went through a
 hole in the leaf face it met first, that face's key marked `KEY_HOLE`),
-its voxel and its distance. A pixel of a later pass whose 2 or 4
+its voxel and texel, and how far it went in air (to the face, or to the
+water's surface). A pixel of a later pass whose 2 or 4
 neighbours of the pass before (left/right, above/below or the corners)
 share a key (holes or not) is drawn without a trace: the sky
 by its colour, a face by `_reuse` (ray/plane intersection, a check that the
 voxels there are what a trace would meet, then the same texel, light,
-water and fog terms). The rest are traced, starting just short of the
-nearest neighbour's hit where all of them met only air: their rays bracket
-this one, so it meets nothing before either, and the long rays along
-silhouettes and the horizon skip most of their walk. Rays are interpolated
+water and fog terms) or, in the last pass, where all of them drew one
+texel of one face, as the mean of their colours (`TEX_SHIFT`). The rest
+are traced, starting just short of the nearest point where one of the
+neighbours' rays left the air, where all of them have a key: their rays
+bracket this one, so it meets nothing before either, and the long rays
+along silhouettes and the horizon skip most of their walk (a ray that
+`_reuse` found going through a hole in a leaf face starts at that face).
+Rays are interpolated
 directions from one eye and faces are convex, so the picture is the full
 trace's but for rare edge pixels where a block pokes between the traced
 rays (tests and ``bench render`` measure the difference: tens of pixels
@@ -169,6 +174,14 @@ KEY_SKY = 1 << 40
 # face's key with this bit. The pixels around meet the same face (`_rows`
 # reuses it for them where their own texel is not a hole).
 KEY_HOLE = 1 << 41
+# A plain face hit's `_vox_key` carries the texel it drew (`_surface`: mip
+# level, row and column, 11 bits) above the voxel's bits, which a window
+# under 4096 blocks wide keeps below bit 52. Where the neighbours of a pixel
+# of the last pass all drew one texel of one face, so does the pixel (its
+# hit lies between theirs on the plane, and a texel is convex): `_rows`
+# blends their colours instead of shading it (light and fog vary smoothly).
+TEX_SHIFT = 52
+VOX_BITS = (1 << 44) - 1  # a `_vox_key` >> 8 without the texel
 # The per-thread AO cache (`_lit`): corners of the faces met lately, in a
 # direct-mapped table (a face's pixels come back to it row after row).
 AO_SLOTS = 256
@@ -444,7 +457,7 @@ def _surface(hx, hy, hz, foot, vx, vy, vz, axis, stx, sty, stz, dx, dy, dz, dlen
     u = _u(tu)
     return (
         fu, fv, face, cos, atlas[lo, s, k, v, u, 0], atlas[lo, s, k, v, u, 1],
-        atlas[lo, s, k, v, u, 2], atlas[lo, s, k, v, u, 3],
+        atlas[lo, s, k, v, u, 2], atlas[lo, s, k, v, u, 3], (lod << 8) | (tv << 4) | tu,
     )  # fmt: skip
 
 
@@ -490,7 +503,9 @@ def _trace(ox, oy, oz, dx, dy, dz, invx, invy, invz, px, py, t0, t1, top_y, bloc
     beam pre-pass showed only air before it) or at ``t1`` if that is later
     and in air (the traced rays around it met nothing before); (px, py):
     its pixel, for the avatars' rectangles. Returns the colour, then its
-    plain-hit key, `_vox_key` and distance (else -1, -1, FAR). The key is
+    plain-hit key, `_vox_key` (with the texel, `TEX_SHIFT`) and how far
+    it went in air before the face (or the water's surface above it; else
+    -1, -1, FAR). The key is
     the `_hit_key` of the opaque (or leaf) face that ended the ray, no
     outline on it, where nothing was composited in front of it but,
     perhaps, the top of the water and the water below (its y in the key's
@@ -555,7 +570,7 @@ def _trace(ox, oy, oz, dx, dy, dz, invx, invy, invz, px, py, t0, t1, top_y, bloc
     wp = 0
     hit = -1
     hv = -1
-    th = FAR  # how far the plain hit is
+    th = FAR  # how far the ray went in air before its plain hit (or the water's top)
 
     # Bring a ray from above (or below) the world to its top (bottom) face.
     inside = True
@@ -791,7 +806,7 @@ def _trace(ox, oy, oz, dx, dy, dz, invx, invy, invz, px, py, t0, t1, top_y, bloc
                 break
         elif k != KIND_AIR:
             # Where the ray enters this voxel, and the texel there.
-            fu, fv, face, cos, cr, cg, cb, ca = _surface(
+            fu, fv, face, cos, cr, cg, cb, ca, tex = _surface(
                 ox + dx * t, oy + dy * t, oz + dz * t, t * prm[P_PIX_ANGLE] * 16.0, vx, vy, vz,
                 axis, stx, sty, stz, dx, dy, dz, 1.0, bid, prm, atlas, tables,
             )  # fmt: skip
@@ -816,8 +831,8 @@ def _trace(ox, oy, oz, dx, dy, dz, invx, invy, invz, px, py, t0, t1, top_y, bloc
                                  tables, cover, ints, prm, aoc)  # fmt: skip
                     if clean != 0:
                         hit = _hit_key(face, vx, vy, vz, wx0, wz0) | (wp << KEY_WATER_SHIFT)
-                        hv = _vox_key(vx & mask, vy, vz & mask, bid)
-                        th = t
+                        hv = _vox_key(vx & mask, vy, vz & mask, bid) | (tex << TEX_SHIFT)
+                        th = t if clean == 1 else tw0  # (in water: from its surface)
                 f = _fog(t, prm)
                 have_sky, skr, skg, skb = _need_sky(f, have_sky, skr, skg, skb, dx, dy, dz, prm)
                 r += trans * ((1.0 - f) * cr * light + f * skr)
@@ -894,6 +909,7 @@ def _trace(ox, oy, oz, dx, dy, dz, invx, invy, invz, px, py, t0, t1, top_y, bloc
                 trans = 0.0
                 if clean == 2:
                     hit = KEY_DEEP | (wp << KEY_WATER_SHIFT)
+                    th = tw0
             else:
                 have_sky, skr, skg, skb = _need_sky(
                     _fog(tw0, prm), have_sky, skr, skg, skb, dx, dy, dz, prm
@@ -1214,8 +1230,10 @@ def _reuse(out, px, py, sy, key, v0, v1, v2, v3, sx0, sxs, blocks, cover, ints, 
            tables, avatars, aoc, wet):  # fmt: skip
     """Shade pixel (px, py) from the plain-hit ``key`` (see `_trace`) the rays
     of the pixels around it share; returns the `_vox_key` of the face drawn
-    (-1 in deep water) and its distance, or (-2, 0) and writes nothing
-    where it cannot.
+    (with its texel; -1 in deep water) and how far the ray went in air (to
+    the face, or to the water's surface), or writes nothing where it
+    cannot and returns (-3, the face's distance) for a hole in a leaf face
+    met in air, else (-2, 0).
 
     The pixel's ray direction lies between its neighbours' (directions are
     linear in the pixel coordinates, from one eye), so it meets each plane
@@ -1286,7 +1304,7 @@ def _reuse(out, px, py, sy, key, v0, v1, v2, v3, sx0, sxs, blocks, cover, ints, 
             return -2, 0.0
         if blocks[_u((_brick_index(xm, vy + 1, zm, lb) << 6) | _local(xm, vy + 1, zm))] != 0:
             return -2, 0.0
-        fu, fv, face, cos, cr, cg, cb, ca = _surface(
+        fu, fv, face, cos, cr, cg, cb, ca, _tex = _surface(
             ox + ux * twu, oy + uy * twu, oz + uz * twu, tw * prm[P_PIX_ANGLE] * 16.0, vx, vy, vz,
             1, stx, sty, stz, dx, dy, dz, 1.0, bid, prm, atlas, tables,
         )  # fmt: skip
@@ -1308,6 +1326,7 @@ def _reuse(out, px, py, sy, key, v0, v1, v2, v3, sx0, sxs, blocks, cover, ints, 
     axis = 0
     k = KIND_AIR
     bid = 0
+    tex = 0
     if deep:
         if wp == 0 or reach * math.exp(-prm[P_WATER_SIGMA] * (view - tw)) >= 1.0:
             return -2, 0.0  # (the bottom would show before the view distance)
@@ -1363,13 +1382,13 @@ def _reuse(out, px, py, sy, key, v0, v1, v2, v3, sx0, sxs, blocks, cover, ints, 
         xm = vx & mask
         zm = vz & mask
         own = _vox_key(xm, vy, zm, 0) >> 8
-        if (v0 >> 8) == own:
+        if ((v0 >> 8) & VOX_BITS) == own:
             bid = v0 & 255
-        elif (v1 >> 8) == own:
+        elif ((v1 >> 8) & VOX_BITS) == own:
             bid = v1 & 255
-        elif (v2 >> 8) == own:
+        elif ((v2 >> 8) & VOX_BITS) == own:
             bid = v2 & 255
-        elif (v3 >> 8) == own:
+        elif ((v3 >> 8) & VOX_BITS) == own:
             bid = v3 & 255
         else:
             bid = -1
@@ -1401,13 +1420,14 @@ def _reuse(out, px, py, sy, key, v0, v1, v2, v3, sx0, sxs, blocks, cover, ints, 
         b += trans * ((1.0 - f) * prm[P_WATER_COLOR + 2] + f * skb)
     else:
         # (the footprint times ulen: tu * ulen * ulen, no square root)
-        fu, fv, face, _cos, cr, cg, cb, ca = _surface(
+        fu, fv, face, _cos, cr, cg, cb, ca, tex = _surface(
             ox + ux * tu, oy + uy * tu, oz + uz * tu,
             tu * (ux * ux + uy * uy + uz * uz) * prm[P_PIX_ANGLE] * 16.0, vx, vy, vz, axis,
             stx, sty, stz, ux, uy, uz, ulen, bid, prm, atlas, tables,
         )  # fmt: skip
         if k == KIND_CUTOUT and ca < 0.5:
-            return -2, 0.0  # a hole in the leaves
+            # A hole in the leaves: in air, `_rows` traces on from this face.
+            return (-3 if medium == MEDIUM_NONE else -2), t
         if medium == MEDIUM_WATER:
             have_sky, skr, skg, skb = _need_sky(
                 _fog(tw, prm), have_sky, skr, skg, skb, dx, dy, dz, prm
@@ -1421,7 +1441,36 @@ def _reuse(out, px, py, sy, key, v0, v1, v2, v3, sx0, sxs, blocks, cover, ints, 
         g += trans * ((1.0 - f) * cg * light + f * skg)
         b += trans * ((1.0 - f) * cb * light + f * skb)
     _put(out, px, py, r, g, b)
-    return (-1 if deep else _vox_key(vx & mask, vy, vz & mask, bid)), t
+    ta = tw if wp > 0 else t  # how far the ray went in air (`_trace`'s distance)
+    if deep:
+        return -1, ta
+    return _vox_key(vx & mask, vy, vz & mask, bid) | (tex << TEX_SHIFT), ta
+
+
+@njit(cache=True, fastmath=True, inline="always")
+def _blend(out, px, py, x0, x1, y0, y1):
+    """Pixel (px, py) as the mean of pixels (x0|x1, y0|y1) (two of them
+    twice where x0 == x1 or y0 == y1)."""
+    a = _u(y0)
+    b = _u(y1)
+    c = _u(x0)
+    d = _u(x1)
+    y = _u(py)
+    x = _u(px)
+    for ch in range(3):
+        out[y, x, ch] = (
+            np.int32(out[a, c, ch]) + np.int32(out[a, d, ch]) + np.int32(out[b, c, ch])
+            + np.int32(out[b, d, ch]) + 2
+        ) >> 2  # fmt: skip
+
+
+@njit(cache=True, fastmath=True, inline="always")
+def _no_avatar_rect(px, py, avatars, ints):
+    """Whether no avatar box's screen rectangle holds pixel (px, py)."""
+    for i in range(ints[I_AVATARS]):  # noqa: SIM110 (numba compiles no generator into all())
+        if _in_rect(px, py, avatars, i):
+            return False
+    return True
 
 
 @njit(cache=True, fastmath=True, inline="always")
@@ -1451,10 +1500,17 @@ def _plane(key):
 
 
 @njit(cache=True, fastmath=True, inline="always")
-def _air_before(key):
-    """Whether a ray with this plain-hit key met nothing but air before its
-    hit (or the sky): no water surface, nothing composited."""
-    return key == KEY_SKY or 0 <= (key & ~KEY_HOLE) < KEY_DEEP
+def _pend(px, t):
+    """A pixel column to trace and, where known, the distance of a leaf face
+    its ray goes through a hole in (1/1024 block, rounded down; 0: none)."""
+    return px | (np.int64(t * 1024.0) << 16)
+
+
+@njit(cache=True, fastmath=True, inline="always")
+def _unpend(p):
+    """`_pend`'s column and distance, less 1/1024: in front of the face."""
+    t = (p >> 16) * (1.0 / 1024.0)
+    return p & 0xFFFF, t - 1.0 / 1024.0 if t > 0.0 else 0.0
 
 
 # No reference counting in here (``_nrt=False``): with it, every array
@@ -1491,6 +1547,12 @@ def _rows(out, k, phase, tbits, tiles_x, top, sx0, sxs, blocks, bricks, secs, wb
     if phase == 0:
         for i in range(0, AOC_SIZE, 2):
             aoc[i] = -1  # the view may have changed since the last frame
+    mask = ints[I_MASK]
+    # the outlined block's voxel (`_vox_key` >> 8), never blended
+    tvox = -1
+    if ints[I_HAS_TARGET] != 0:
+        tx = ints[I_TARGET] & mask
+        tvox = _vox_key(tx, ints[I_TARGET + 1], ints[I_TARGET + 2] & mask, 0) >> 8
     q = 0
     for m in range(k, nrows, nt):
         # While reusing, rows on the coarser grid hold half the work of the
@@ -1547,6 +1609,19 @@ def _rows(out, k, phase, tbits, tiles_x, top, sx0, sxs, blocks, bricks, secs, wb
                 v1 = voxs[_u(j0), _u(i1)]
                 v2 = voxs[_u(j1), _u(i0)]
                 v3 = voxs[_u(j1), _u(i1)]
+                if (
+                    level == 0
+                    and key < KEY_DEEP
+                    and v0 >= 0
+                    and v0 == v1
+                    and v0 == v2
+                    and v0 == v3
+                    and ((v0 >> 8) & VOX_BITS) != tvox
+                    and _no_avatar_rect(px, py, avatars, ints)
+                ):
+                    # One texel of one face all round (`TEX_SHIFT`).
+                    _blend(out, px, py, px - xo, px + xo, py - yo, py + yo)
+                    continue
                 if key < KEY_DEEP:  # (no water surface, not deep)
                     hv, th = _reuse(
                         out, px, py, sy, key, v0, v1, v2, v3, sx0, sxs, blocks, cover,
@@ -1557,30 +1632,35 @@ def _rows(out, k, phase, tbits, tiles_x, top, sx0, sxs, blocks, bricks, secs, wb
                         out, px, py, sy, key, v0, v1, v2, v3, sx0, sxs, blocks, cover,
                         ints, prm, atlas, tables, avatars, aoc, True,
                     )  # fmt: skip
-                if hv != -2:
+                if hv >= -1:
                     if level >= 1:
                         _keep(keys, voxs, dists, px, py, key, hv, th)
+                    continue
+                if hv == -3:
+                    pend[_u(n)] = _pend(px, th)
+                    n += 1
                     continue
             pend[_u(n)] = px
             n += 1
         for i in range(n):
-            px = pend[_u(i)]
+            px, t1 = _unpend(pend[_u(i)])
             t0 = starts[row + (px >> tbits)] if tile > 0 else 0.0
-            # Where the neighbours' rays met nothing but air (plain hits or
-            # the sky), this one meets nothing before the nearest of their
-            # hits either (as in `_reuse`), so it starts just short of it.
-            # Saves most of the walk of the rays along silhouettes and the
-            # horizon, the longest ones.
-            t1 = 0.0
-            if level >= 0:
+            # Where every neighbour's ray has a key (`_trace`), this one
+            # meets nothing before the nearest point where one of theirs
+            # left the air (its hit, or the water's surface) either (as in
+            # `_reuse`), so it starts just short of it. Saves most of the
+            # walk of the rays along silhouettes and the horizon, the
+            # longest ones. (A ray through a hole in a leaf face that
+            # `_reuse` found starts at that face.)
+            if level >= 0 and t1 == 0.0:
                 xo, i0, i1 = _between(px, level, span)
                 if (
                     (xo == 0 or px + span < width)
                     and (yo == 0 or py + span < height)
-                    and _air_before(keys[_u(j0), _u(i0)])
-                    and _air_before(keys[_u(j0), _u(i1)])
-                    and _air_before(keys[_u(j1), _u(i0)])
-                    and _air_before(keys[_u(j1), _u(i1)])
+                    and keys[_u(j0), _u(i0)] != -1
+                    and keys[_u(j0), _u(i1)] != -1
+                    and keys[_u(j1), _u(i0)] != -1
+                    and keys[_u(j1), _u(i1)] != -1
                 ):
                     t1 = min(
                         min(dists[_u(j0), _u(i0)], dists[_u(j0), _u(i1)]),
