@@ -175,7 +175,7 @@ KEY_SKY = 1 << 40
 # reuses it for them where their own texel is not a hole).
 KEY_HOLE = 1 << 41
 # A plain face hit's `_vox_key` carries the texel it drew (`_surface`: mip
-# level, row and column, 11 bits) above the voxel's bits, which a window
+# level, and row and column at that level, 11 bits) above the voxel's bits, which a window
 # under 4096 blocks wide keeps below bit 52. Where the neighbours of a pixel
 # of the last pass all drew one texel of one face, so does the pixel (its
 # hit lies between theirs on the plane, and a texel is convex): `_rows`
@@ -408,9 +408,10 @@ def _surface(hx, hy, hz, foot, vx, vy, vz, axis, stx, sty, stz, dx, dy, dz, dlen
     """Where a ray along (dx, dy, dz), of length ``dlen`` (1 for a unit
     vector), entering voxel (vx, vy, vz) across ``axis`` meets its face, at
     (hx, hy, hz): (fu, fv) on the face, the face index, |(dx, dy, dz)| along
-    the axis (|cos| of the incidence times ``dlen``) and the mip-mapped texel
-    (r, g, b, alpha). ``foot``: the hit's distance times the pixel angle,
-    16 (texels a block) and ``dlen``."""
+    the axis (|cos| of the incidence times ``dlen``), the mip-mapped texel
+    (r, g, b, alpha) and which texel of its level that is (`TEX_SHIFT`).
+    ``foot``: the hit's distance times the pixel angle, 16 (texels a block)
+    and ``dlen``."""
     if axis == 0:
         fu = hz - vz
         fv = hy - vy
@@ -457,7 +458,8 @@ def _surface(hx, hy, hz, foot, vx, vy, vz, axis, stx, sty, stz, dx, dy, dz, dlen
     u = _u(tu)
     return (
         fu, fv, face, cos, atlas[lo, s, k, v, u, 0], atlas[lo, s, k, v, u, 1],
-        atlas[lo, s, k, v, u, 2], atlas[lo, s, k, v, u, 3], (lod << 8) | (tv << 4) | tu,
+        atlas[lo, s, k, v, u, 2], atlas[lo, s, k, v, u, 3],
+        (lod << 8) | ((tv >> lod) << 4) | (tu >> lod),
     )  # fmt: skip
 
 
@@ -793,8 +795,11 @@ def _trace(ox, oy, oz, dx, dy, dz, invx, invy, invz, px, py, t0, t1, top_y, bloc
             continue
         k = tables[_u(T_KIND + bid)]
         if axis < 0:
-            # The eye is inside this voxel: no face to draw.
-            clean = 0
+            # The eye is inside this voxel: no face to draw. (In a leaf
+            # block, nothing is composited either: the rays keep their keys,
+            # so a frame flown through a tree is not traced pixel by pixel.)
+            if not (k == KIND_CUTOUT and t == 0.0):
+                clean = 0
             if k == KIND_WATER:
                 medium = MEDIUM_WATER
                 tw0 = t
