@@ -39,8 +39,8 @@ neighbours of the pass before (left/right, above/below or the corners)
 share a key (holes or not) is drawn without a trace: the sky
 by its colour, a face by `_reuse` (ray/plane intersection, a check that the
 voxels there are what a trace would meet, then the same texel, light,
-water and fog terms) or, in the last pass, where all of them drew one
-texel of one face, as the mean of their colours (`TEX_SHIFT`). The rest
+water and fog terms) or, where all of them drew one texel of one face,
+as the mean of their colours (`TEX_SHIFT`). The rest
 are traced, starting just short of the nearest point where one of the
 neighbours' rays left the air, where all of them have a key: their rays
 bracket this one, so it meets nothing before either, and the long rays
@@ -177,7 +177,7 @@ KEY_HOLE = 1 << 41
 # A plain face hit's `_vox_key` carries the texel it drew (`_surface`: mip
 # level, and row and column at that level, 11 bits) above the voxel's bits, which a window
 # under 4096 blocks wide keeps below bit 52. Where the neighbours of a pixel
-# of the last pass all drew one texel of one face, so does the pixel (its
+# of a later pass all drew one texel of one face, so does the pixel (its
 # hit lies between theirs on the plane, and a texel is convex): `_rows`
 # blends their colours instead of shading it (light and fog vary smoothly).
 TEX_SHIFT = 52
@@ -1615,8 +1615,7 @@ def _rows(out, k, phase, tbits, tiles_x, top, sx0, sxs, blocks, bricks, secs, wb
                 v2 = voxs[_u(j1), _u(i0)]
                 v3 = voxs[_u(j1), _u(i1)]
                 if (
-                    level == 0
-                    and key < KEY_DEEP
+                    key < KEY_DEEP
                     and v0 >= 0
                     and v0 == v1
                     and v0 == v2
@@ -1625,7 +1624,18 @@ def _rows(out, k, phase, tbits, tiles_x, top, sx0, sxs, blocks, bricks, secs, wb
                     and _no_avatar_rect(px, py, avatars, ints)
                 ):
                     # One texel of one face all round (`TEX_SHIFT`).
-                    _blend(out, px, py, px - xo, px + xo, py - yo, py + yo)
+                    dx = xo * span
+                    dy = yo * span
+                    _blend(out, px, py, px - dx, px + dx, py - dy, py + dy)
+                    if level >= 1:
+                        # Its hit lies in that texel: no nearer than theirs
+                        # less the texel's diagonal (sqrt(2) / 16 a level-0 texel).
+                        lod = (v0 >> (TEX_SHIFT + 8)) & 7
+                        th = min(
+                            min(dists[_u(j0), _u(i0)], dists[_u(j0), _u(i1)]),
+                            min(dists[_u(j1), _u(i0)], dists[_u(j1), _u(i1)]),
+                        )
+                        _keep(keys, voxs, dists, px, py, key, v0, th - 0.09 * (1 << lod))
                     continue
                 if key < KEY_DEEP:  # (no water surface, not deep)
                     hv, th = _reuse(
