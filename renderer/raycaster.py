@@ -175,12 +175,14 @@ KEY_SKY = 1 << 40
 # reuses it for them where their own texel is not a hole).
 KEY_HOLE = 1 << 41
 # A plain face hit's `_vox_key` carries the texel it drew (`_surface`: mip
-# level, and row and column at that level, 11 bits) above the voxel's bits, which a window
-# under 4096 blocks wide keeps below bit 52. Where the neighbours of a pixel
-# of a later pass all drew one texel of one face, so does the pixel (its
-# hit lies between theirs on the plane, and a texel is convex): `_rows`
-# blends their colours instead of shading it (light and fog vary smoothly).
+# level, and row and column at that level, 11 bits) above the voxel's
+# bits, which a window of at most `MAX_WINDOW` blocks keeps below bit 52.
+# Where the neighbours of a pixel of a later pass all drew one texel of one
+# face, so does the pixel (its hit lies between theirs on the plane, and a
+# texel is convex): `_rows` blends their colours instead of shading it
+# (light and fog vary smoothly).
 TEX_SHIFT = 52
+MAX_WINDOW = 4096
 VOX_BITS = (1 << 44) - 1  # a `_vox_key` >> 8 without the texel
 # The per-thread AO cache (`_lit`): corners of the faces met lately, in a
 # direct-mapped table (a face's pixels come back to it row after row).

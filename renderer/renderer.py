@@ -208,6 +208,8 @@ class Renderer:
             out = self._frame
         elif out.shape != (self.height, self.width, 3) or out.dtype != np.uint8:
             raise ValueError(f"out must be uint8[{self.height}, {self.width}, 3]")
+        if view.size > rc.MAX_WINDOW:
+            raise ValueError(f"a view window of {view.size} blocks is over {rc.MAX_WINDOW}")
         p, ints = self._prm, self._ints
         fwd, right, up = camera.basis()
         tan_h, tan_v = camera.tan_half_fov(self.width, self.height)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import zlib
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -527,3 +528,13 @@ def test_rays_in_a_cell_boundary_plane_end() -> None:
         for cam in (Camera(0.0, 104.0, 0.0, 0.0, 0.0), Camera(0.0, 104.6, 0.5, 0.0, 0.0)):
             frame = r.render(view, cam)
             assert frame.shape == (90, 160, 3) and frame.any()
+
+
+def test_renderer_refuses_a_window_wider_than_the_kernel_keys_hold() -> None:
+    # A window that wide would be gigabytes; the guard reads only its width.
+    # (Voxel keys keep x below bit 52, where the texel id starts.)
+    from renderer import raycaster as rc
+
+    r = Renderer(32, 18)
+    with pytest.raises(ValueError, match="view window"):
+        r.render(SimpleNamespace(size=rc.MAX_WINDOW * 2), Camera(0.5, 70.0, 0.5, 0.0, 0.0))
