@@ -216,8 +216,8 @@ class InlineDecoder:
             self._codec_name = codec.name
         try:
             frames = self._decoder.decode(encoded)
-        except av.FFmpegError as exc:
-            # (the decoder keeps its state: the next keyframe repairs it)
+        except Exception as exc:  # (any: this runs inside aiortc's receive loop)
+            # The decoder keeps its state: the next keyframe repairs it.
             log.warning("failed to decode a %s frame: %s", codec.name, exc)
             self._error.set()
             return

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import math
 import random
+import threading
 
 import av
 import numpy as np
 import pytest
+from aiortc.jitterbuffer import JitterFrame
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
 from client.input_pacing import TickPacer
-from client.remote import MarkerJitterBuffer, StampMatcher, signalling_url
+from client.remote import InlineDecoder, MarkerJitterBuffer, StampMatcher, signalling_url
 from renderer.encoder import VIDEO_TIME_BASE, EncoderConfig, StreamClock, VideoEncoder, to_yuv
 from renderer.node.camera import CameraDriver
 from renderer.node.rate import BitrateController
@@ -397,3 +400,30 @@ def test_tick_pacer_sends_lead_before_the_next_tick_that_can_still_be_met() -> N
 def test_tick_pacer_lead_is_half_the_round_trip_plus_margin() -> None:
     assert TickPacer.lead(None) == pytest.approx(0.004)
     assert TickPacer.lead(0.090) == pytest.approx(0.049)
+
+
+def test_inline_decoder_decodes_at_once_and_flags_a_bad_frame() -> None:
+    enc = VideoEncoder(EncoderConfig(width=64, height=36, fps=30, bitrate=200_000))
+    rng = np.random.default_rng(3)
+    packets = [
+        enc.encode(rng.integers(0, 255, (36, 64, 3), dtype=np.uint8), i * 3000, keyframe=i == 0)
+        for i in range(3)
+    ]
+    shown: list[av.VideoFrame] = []
+    error = threading.Event()
+    dec = InlineDecoder(shown.append, error)
+    h264 = RTCRtpCodecParameters(mimeType="video/H264", clockRate=90000, payloadType=102)
+    # Garbage first: flagged (the receiver then asks for a keyframe), nothing shown, no raise.
+    dec.put((h264, JitterFrame(data=b"\x00\x00\x00\x01\x65" + bytes(40), timestamp=1)))
+    assert error.is_set() and not shown
+    for i, frame in enumerate(packets):
+        data = b"".join(bytes(p) for p in frame.packets)
+        dec.put((h264, JitterFrame(data=data, timestamp=i * 3000)))
+    assert [(f.width, f.height) for f in shown] == [(64, 36)] * 3
+    assert [f.pts for f in shown] == [0, 3000, 6000]
+    # The receiver's idle thread waits in get() until the receiver stops.
+    waiter = threading.Thread(target=dec.get)
+    waiter.start()
+    dec.put(None)
+    waiter.join(timeout=5)
+    assert not waiter.is_alive()
