@@ -151,7 +151,8 @@ class Renderer:
         self.resize(width, height)
 
     def resize(self, width: int, height: int) -> None:
-        if width < 1 or height < 1:
+        # (the kernel packs a pixel column in 16 bits: `raycaster._pend`)
+        if not (1 <= width < 1 << 16 and 1 <= height < 1 << 16):
             raise ValueError(f"bad frame size {width}x{height}")
         self.width = int(width)
         self.height = int(height)

@@ -530,11 +530,13 @@ def test_rays_in_a_cell_boundary_plane_end() -> None:
             assert frame.shape == (90, 160, 3) and frame.any()
 
 
-def test_renderer_refuses_a_window_wider_than_the_kernel_keys_hold() -> None:
+def test_renderer_refuses_sizes_the_kernel_cannot_pack() -> None:
     # A window that wide would be gigabytes; the guard reads only its width.
     # (Voxel keys keep x below bit 52, where the texel id starts.)
     from renderer import raycaster as rc
 
+    with pytest.raises(ValueError, match="bad frame size"):
+        Renderer(1 << 16, 18)
     r = Renderer(32, 18)
     with pytest.raises(ValueError, match="view window"):
         r.render(SimpleNamespace(size=rc.MAX_WINDOW * 2), Camera(0.5, 70.0, 0.5, 0.0, 0.0))
