@@ -1481,6 +1481,16 @@ def _no_avatar_rect(px, py, avatars, ints):
 
 
 @njit(cache=True, fastmath=True, inline="always")
+def _nearest(dists, j0, j1, i0, i1):
+    """The least distance kept for the neighbours in key rows j0, j1 and
+    columns i0, i1."""
+    return min(
+        min(dists[_u(j0), _u(i0)], dists[_u(j0), _u(i1)]),
+        min(dists[_u(j1), _u(i0)], dists[_u(j1), _u(i1)]),
+    )
+
+
+@njit(cache=True, fastmath=True, inline="always")
 def _keep(keys, voxs, dists, px, py, key, vox, dist):
     """Record a pixel of a coarse pass for the next one to draw from."""
     y = _u(py >> 1)
@@ -1633,11 +1643,8 @@ def _rows(out, k, phase, tbits, tiles_x, top, sx0, sxs, blocks, bricks, secs, wb
                         # Its hit lies in that texel: no nearer than theirs
                         # less the texel's diagonal (sqrt(2) / 16 a level-0 texel).
                         lod = (v0 >> (TEX_SHIFT + 8)) & 7
-                        th = min(
-                            min(dists[_u(j0), _u(i0)], dists[_u(j0), _u(i1)]),
-                            min(dists[_u(j1), _u(i0)], dists[_u(j1), _u(i1)]),
-                        )
-                        _keep(keys, voxs, dists, px, py, key, v0, th - 0.09 * (1 << lod))
+                        th = _nearest(dists, j0, j1, i0, i1) - 0.09 * (1 << lod)
+                        _keep(keys, voxs, dists, px, py, key, v0, th)
                     continue
                 if key < KEY_DEEP:  # (no water surface, not deep)
                     hv, th = _reuse(
@@ -1679,10 +1686,7 @@ def _rows(out, k, phase, tbits, tiles_x, top, sx0, sxs, blocks, bricks, secs, wb
                     and keys[_u(j1), _u(i0)] != -1
                     and keys[_u(j1), _u(i1)] != -1
                 ):
-                    t1 = min(
-                        min(dists[_u(j0), _u(i0)], dists[_u(j0), _u(i1)]),
-                        min(dists[_u(j1), _u(i0)], dists[_u(j1), _u(i1)]),
-                    )
+                    t1 = _nearest(dists, j0, j1, i0, i1)
                     t1 = t1 - BRACKET_MARGIN if t1 < FAR else 0.0
             hit, hv, th = _pixel(
                 out, px, py, sy, t0, t1, top, sx0, sxs, blocks, bricks, secs, wbricks, wsecs,
