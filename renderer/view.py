@@ -139,6 +139,16 @@ class WorldView:
         n = self.size // S
         return 0 <= sx - self.origin_sx < n and 0 <= sz - self.origin_sz < n
 
+    def reaches(self, x: float, z: float, radius: int) -> bool:
+        """Whether the window holds every column within ``radius`` blocks (in x
+        and z) of (x, z): true a little way off centre too, where the
+        power-of-two width leaves room (see `_window_size`)."""
+        lo_x = int(np.floor(x - radius)) >> 4
+        lo_z = int(np.floor(z - radius)) >> 4
+        hi_x = int(np.floor(x + radius)) >> 4
+        hi_z = int(np.floor(z + radius)) >> 4
+        return self.column_in_window(lo_x, lo_z) and self.column_in_window(hi_x, hi_z)
+
     def contains(self, x: int, y: int, z: int) -> bool:
         return 0 <= y < WORLD_HEIGHT and self.column_in_window(x >> 4, z >> 4)
 

@@ -353,6 +353,50 @@ def test_pipeline_renders_encodes_and_reuses_unchanged_frames() -> None:
         pipe.frame(pose, [], cfg, keyframe=False)
 
 
+def test_render_leaves_section_loads_and_recentres_to_the_upkeep_for_one_frame_only() -> None:
+    from renderer.node.camera import CameraPose
+    from renderer.node.pipeline import SessionPipeline
+    from renderer.node.world import ViewFeed
+
+    feed = ViewFeed()
+    floor = np.zeros((16, 16, 16), np.uint8)
+    floor[:4] = 1
+    feed.set_section((0, 4, 0), floor)
+    cfg = EncoderConfig(width=64, height=36, bitrate=300_000)
+    pipe = SessionPipeline(feed, key=1, view_distance=32, encoder_config=cfg)
+    pose = CameraPose(0.5, 70.0, 0.5, 0.3, -0.4, 70.0, -1, None)
+    pipe.render(pose, [], cfg)
+    view = pipe.view
+    assert view is not None and (0, 4, 0) in view.loaded
+    # A load, then an edit in it: the render applies neither (order kept)...
+    feed.set_section((1, 4, 0), floor)
+    feed.set_block(17, 68, 1, 1)
+    pipe.render(pose, [], cfg)
+    assert (1, 4, 0) not in view.loaded and view.get_block(17, 68, 1) == 0
+    # ...the upkeep after it applies both.
+    assert pipe.upkeep(pose.x, pose.z) >= 0.0
+    assert (1, 4, 0) in view.loaded and view.get_block(17, 68, 1) == 1
+    # Where no upkeep ran in between, the next render applies everything.
+    feed.set_section((2, 4, 0), floor)
+    pipe.render(pose, [], cfg)
+    feed.set_section((3, 4, 0), floor)
+    pipe.render(pose, [], cfg)
+    assert {(2, 4, 0), (3, 4, 0)} <= view.loaded
+    # A step off centre that the window still reaches around: no recentre in
+    # the render; the upkeep centres it; far off, the render must.
+    origin = view.origin
+    assert view.reaches(16.5, 0.5, 32) and not view.reaches(200.5, 0.5, 32)
+    moved = CameraPose(16.5, 70.0, 0.5, 0.3, -0.4, 70.0, -1, None)
+    pipe.render(moved, [], cfg)
+    assert view.origin == origin
+    pipe.upkeep(moved.x, moved.z)
+    assert view.origin == (origin[0] + 16, origin[1])
+    far = CameraPose(200.5, 70.0, 0.5, 0.3, -0.4, 70.0, -1, None)
+    pipe.render(far, [], cfg)
+    assert view.reaches(far.x, far.z, 32)
+    pipe.close()
+
+
 def test_sessions_frame_ticks_are_spread_over_the_interval() -> None:
     iv = 1 / 30
     now = 100.0

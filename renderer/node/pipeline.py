@@ -83,6 +83,7 @@ class SessionPipeline:
         self.reused = 0  # frames whose picture was unchanged: encoded again, not rendered
         self.sections_filled = 0
         self._changes = 0  # world changes applied to the view (part of the reuse key)
+        self._deferred = False  # the last render left section loads to the upkeep
         self._last_key: tuple | None = None
         self._planes = np.empty(0, dtype=np.uint8)  # I420 scratch (`to_yuv`)
         # Held by the jobs using the pipeline (a render and an encode may run
@@ -119,13 +120,23 @@ class SessionPipeline:
             if arr is not None and view.set_section(key, arr):
                 self.sections_filled += 1
 
-    def _apply_changes(self) -> None:
+    def _apply_changes(self, defer_loads: bool = False) -> None:
+        """Apply the queued world changes in order; ``defer_loads`` (a render):
+        stop at the first section load and leave it, and all after it, to the
+        upkeep after this frame (a burst of loads is ~50 µs a section of
+        Python; a frame late at the edge of the view is not seen) — unless
+        the last render deferred too, so nothing waits more than one frame."""
         view = self.view
         assert view is not None
         q = self._queue
         if q:
             self._changes += 1
+        deferring = defer_loads and not self._deferred
+        self._deferred = False
         while q:
+            if deferring and q[0][0] == "s":
+                self._deferred = True
+                return
             kind, key, value = q.popleft()
             if kind == "b":
                 view.set_block(*key, value)
@@ -134,9 +145,35 @@ class SessionPipeline:
             else:
                 view.clear_section(key)
 
-    def _recenter(self, x: float, z: float) -> None:
+    def upkeep(self, x: float, z: float) -> float:
+        """Between frames (an upkeep worker): apply the world changes queued
+        so far and centre the view on (x, z); returns seconds taken.
+
+        A recentre refills a strip of sections (10-16 ms of Python at view
+        distance 96); done here, in the slack after a frame, the next render
+        finds its view ready and only recentres itself where the camera
+        left what the window reaches (`WorldView.reaches`). Skipped while
+        a render holds the view."""
+        if not self._render_lock.acquire(blocking=False):
+            return 0.0
+        try:
+            if self._closed or self.view is None:
+                return 0.0
+            t0 = time.perf_counter()
+            self._apply_changes()
+            self._recenter(x, z)
+            return time.perf_counter() - t0
+        finally:
+            self._render_lock.release()
+            self._release_if_idle()
+
+    def _recenter(self, x: float, z: float, lazy: bool = False) -> None:
+        """Centre the view on (x, z); ``lazy``: only where the window no
+        longer reaches the view distance around it."""
         view = self.view
         assert view is not None
+        if lazy and view.reaches(x, z, self.view_distance):
+            return
         before = view.origin
         view.recenter(x, z)
         if view.origin != before:
@@ -174,8 +211,8 @@ class SessionPipeline:
             self.renderer.resize(cfg.width, cfg.height)
         self.renderer.threads = threads
         t_prep = time.perf_counter()
-        self._apply_changes()
-        self._recenter(pose.x, pose.z)
+        self._apply_changes(defer_loads=True)
+        self._recenter(pose.x, pose.z, lazy=True)
         prep_s = time.perf_counter() - t_prep
         assert self.view is not None
         target = (pose.hit.x, pose.hit.y, pose.hit.z) if pose.hit is not None else None

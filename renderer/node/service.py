@@ -128,6 +128,11 @@ class RenderNode:
         self.prepare_pool = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="prepare", initializer=_lower_priority
         )
+        # Each session's view upkeep between frames (`SessionPipeline.upkeep`),
+        # at the same lower priority: it fills the slack the frames leave.
+        self.upkeep_pool = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="upkeep", initializer=_lower_priority
+        )
         self.sessions: dict[str, StreamSession] = {}
         self.spawn: tuple[float, float, float] = (0.0, 80.0, 0.0)
         self.sim: SimConnection | None = None
@@ -185,6 +190,7 @@ class RenderNode:
             self.pool.shutdown(wait=True, cancel_futures=True)
             self.encode_pool.shutdown(wait=True, cancel_futures=True)
             self.prepare_pool.shutdown(wait=True, cancel_futures=True)
+            self.upkeep_pool.shutdown(wait=True, cancel_futures=True)
 
     def frame_threads(self) -> int | None:
         """numba threads for the next frame (None: all; see `threads_per_frame`)."""

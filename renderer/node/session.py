@@ -461,6 +461,11 @@ class StreamSession:
                 if self.ended:
                     break
                 sending = loop.create_task(self._encode_and_send(rendered, pose, tick, tick_wall))
+                # The next frame's view upkeep now, in the slack before its tick.
+                upkeep = loop.run_in_executor(
+                    node.upkeep_pool, self.pipeline.upkeep, pose.x, pose.z
+                )
+                upkeep.add_done_callback(_log_upkeep_failure)
             if sending is not None:
                 await sending
         except RuntimeError:
@@ -575,6 +580,12 @@ class StreamSession:
             else round(1000.0 * (self.next_tick % (1.0 / self.fps)), 3),
             "age_s": round(now - s.started_at, 3),
         }
+
+
+def _log_upkeep_failure(fut: asyncio.Future) -> None:
+    """An upkeep that failed is logged; the next render does the work itself."""
+    if not fut.cancelled() and fut.exception() is not None:
+        log.warning("view upkeep failed: %r", fut.exception())
 
 
 class _Stop(Exception):
