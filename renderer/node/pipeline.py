@@ -129,21 +129,23 @@ class SessionPipeline:
         view = self.view
         assert view is not None
         q = self._queue
-        if q:
-            self._changes += 1
         deferring = defer_loads and not self._deferred
         self._deferred = False
+        applied = False
         while q:
             if deferring and q[0][0] == "s":
                 self._deferred = True
-                return
+                break
             kind, key, value = q.popleft()
+            applied = True
             if kind == "b":
                 view.set_block(*key, value)
             elif kind == "s":
                 view.set_section(key, value)
             else:
                 view.clear_section(key)
+        if applied:
+            self._changes += 1  # (a render that applied nothing may reuse its picture)
 
     def upkeep(self, x: float, z: float) -> float:
         """Between frames (an upkeep worker): apply the world changes queued
